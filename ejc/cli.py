@@ -1,0 +1,142 @@
+"""The ``ejc`` command line.
+
+Every command prints its result as one JSON line on stdout (progress goes to stderr). Errors a
+user can fix (``EjcError``) print one line ``ejc: error: ...`` and exit 2 with no traceback.
+Heavy imports (torch, ray) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ejc.errors import EjcError
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, default=str), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# synth
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a synthetic event log with known ground truth")
+    p.add_argument("--out", required=True, type=Path, help="output directory (events.parquet, truth.json)")
+    p.add_argument("--entities", type=int, default=200, help="number of entities (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from ejc.data.synth import write_synth
+
+    if args.entities < 1:
+        raise EjcError(f"--entities must be at least 1, got {args.entities}")
+    summary = write_synth(args.out, num_entities=args.entities, seed=args.seed)
+    _print_json({"out": str(args.out), **summary})
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# ingest
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    from ejc.data.readers import FORMATS
+
+    p = sub.add_parser("ingest", help="read an event log into the canonical event table (+ quarantine)")
+    p.add_argument("src", type=Path, help="source file (csv, parquet, jsonl, xes[.gz], sequences, loghub csv, npz)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (events.parquet, quarantine.parquet, report.json)")
+    p.add_argument("--format", default="auto", choices=("auto",) + tuple(FORMATS))
+    add_reader_options(p)
+    p.add_argument("--embed", default="none", help="embed events that have no vector: none, types, text, or a registered embedding type")
+    p.add_argument("--text-cache", type=Path, default=None, help="directory of the persistent text-embedding cache (--embed text)")
+    p.add_argument("--require-timestamps", action="store_true", help="quarantine events without a timestamp")
+    p.add_argument("--chunk-rows", type=int, default=65536, help="records per chunk (bounds memory)")
+    p.set_defaults(func=_cmd_ingest)
+
+
+def add_reader_options(p: argparse.ArgumentParser) -> None:
+    """Column-mapping flags shared by every command that reads a source file."""
+    p.add_argument("--entity-col", help="column holding the entity / case / session id")
+    p.add_argument("--time-col", help="column holding the timestamp")
+    p.add_argument("--type-col", help="column holding the event type / activity")
+    p.add_argument("--text-col", help="column holding raw text to embed")
+    p.add_argument("--label-col", help="column holding evaluation labels")
+    p.add_argument("--modality-col", help="column holding the modality name")
+    p.add_argument("--embedding-col", help="column holding vectors")
+    p.add_argument("--sequence-col", help="'sequences' format: column of space-separated tokens")
+    p.add_argument("--entity-pattern", help="regex whose first match in the text gives the entity id")
+    p.add_argument("--time-format", help="strptime format of the timestamps (default: ISO 8601, then guessed)")
+
+
+def mapping_from_args(args: argparse.Namespace) -> Any:
+    from ejc.data.readers import ColumnMapping
+
+    return ColumnMapping(
+        entity=args.entity_col,
+        time=args.time_col,
+        type=args.type_col,
+        text=args.text_col,
+        label=args.label_col,
+        modality=args.modality_col,
+        embedding=args.embedding_col,
+        sequence=args.sequence_col,
+        entity_pattern=args.entity_pattern,
+    )
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ejc.data.ingest import ingest
+    from ejc.data.schema import TableSpec
+
+    opts: dict[str, Any] = {}
+    if args.embed == "text" and args.text_cache is not None:
+        opts["cache_dir"] = args.text_cache
+    result = ingest(
+        args.src,
+        args.out,
+        format=args.format,
+        mapping=mapping_from_args(args),
+        embed=args.embed,
+        spec=TableSpec(require_timestamps=args.require_timestamps, time_format=args.time_format),
+        chunk_rows=args.chunk_rows,
+        embedder_options=opts,
+    )
+    _print_json(result.summary())
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ejc", description="Event-JEPA-Cube: event sequences -> representations, predictions, anomalies, cube")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_synth(sub)
+    _add_ingest(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EjcError as e:
+        msg = str(e).replace("\n", " ")
+        print(f"ejc: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ejc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The ejc exception hierarchy.
+
+Every error a user can cause derives from :class:`EjcError` and says what is wrong and how
+to fix it. The command line prints ``EjcError`` as one line and exits non-zero; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EjcError(Exception):
+    """Base class of every error ejc raises on purpose."""
+
+
+class ConfigError(EjcError):
+    """A configuration is invalid. ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class SchemaError(EjcError):
+    """A table does not have the shape of an ejc event table (a whole-table problem, not a bad row)."""
+
+
+class ReaderError(EjcError):
+    """A source file cannot be read at all (missing, unreadable, wrong format)."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class EmbeddingError(EjcError):
+    """An embedder cannot be created or cannot embed its input."""
+
+
+class CheckpointError(EjcError):
+    """A checkpoint is missing, corrupted, or does not match the model asked for."""
+
+
+class MissingDependencyError(EjcError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the package {package!r}, which is not installed; "
+            f"install it with: pip install 'ejc[{extra}]'"
+        )
+
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "EjcError",
+    "EmbeddingError",
+    "MissingDependencyError",
+    "ReaderError",
+    "SchemaError",
+]

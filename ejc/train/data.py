@@ -1,0 +1,134 @@
+"""Training data: event table -> entity sequences -> fixed-length windows -> deterministic batches.
+
+``DataSpec`` is what the model must know about the data (modality widths, type vocabulary); it
+is saved in every checkpoint so a loaded model encodes new data the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ejc.data.schema import check_event_table
+from ejc.data.sequence import EventSequence, PaddedBatch, collate, sequences_from_table, window_sequence
+from ejc.embed.tokens import TypeVocab
+from ejc.errors import EjcError, SchemaError
+
+
+@dataclass
+class DataSpec:
+    modality_dims: dict[str, int]
+    vocab: TypeVocab
+    modalities: list[str] = field(default_factory=list)  # every modality seen, with or without vectors
+
+    def __post_init__(self) -> None:
+        if not self.modalities:
+            self.modalities = list(self.modality_dims)
+        for m in self.modality_dims:
+            if m not in self.modalities:
+                self.modalities.append(m)
+
+    @classmethod
+    def from_sequences(cls, seqs: list[EventSequence], max_types: int = 4096) -> DataSpec:
+        dims: dict[str, int] = {}
+        mods: dict[str, None] = {}
+        types: list[str | None] = []
+        for s in seqs:
+            for m, d in s.dims.items():
+                if dims.setdefault(m, d) != d:
+                    raise SchemaError(f"modality {m!r} has widths {dims[m]} and {d} in different sequences")
+            mods.update(dict.fromkeys(s.modality_names))
+            if s.event_types is not None:
+                types.extend(s.event_types.tolist())
+        return cls(dims, TypeVocab.build(types, max_size=max_types - 2), list(mods))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modality_dims": self.modality_dims, "modalities": self.modalities, "vocab": self.vocab.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        return cls({k: int(v) for k, v in d["modality_dims"].items()}, TypeVocab.from_dict(d["vocab"]), list(d.get("modalities", [])))
+
+    def collate(self, seqs: list[EventSequence], max_len: int | None = None, pad_to_multiple: int = 1) -> PaddedBatch:
+        return collate(seqs, self.modalities, self.vocab.encode, max_len=max_len, pad_to_multiple=pad_to_multiple)
+
+
+def read_event_table(events: str | os.PathLike[str] | pa.Table) -> pa.Table:
+    """An event table from a table, a Parquet file, or an ``ejc ingest``/``ejc synth`` directory."""
+    if isinstance(events, pa.Table):
+        table = events
+    else:
+        p = Path(events)
+        if p.is_dir():
+            p = p / "events.parquet"
+        if not p.is_file():
+            raise EjcError(f"{p}: no event table here; create one with `ejc ingest SRC --out DIR` or `ejc synth --out DIR`")
+        try:
+            table = pq.read_table(p)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise EjcError(f"{p}: cannot read Parquet: {e}") from e
+    check_event_table(table)
+    return table
+
+
+def load_sequences(events: str | os.PathLike[str] | pa.Table, min_events: int = 1) -> tuple[list[EventSequence], dict[str, int]]:
+    """All entity sequences with at least ``min_events`` events, and counts of what was skipped."""
+    table = read_event_table(events)
+    seqs = list(sequences_from_table(table))
+    kept = [s for s in seqs if len(s) >= min_events]
+    stats = {
+        "events": table.num_rows,
+        "entities": len(seqs),
+        "entities_kept": len(kept),
+        "entities_too_short": len(seqs) - len(kept),
+        "events_in_short_entities": sum(len(s) for s in seqs if len(s) < min_events),
+    }
+    return kept, stats
+
+
+def make_windows(seqs: list[EventSequence], length: int, stride: int | None = None) -> list[EventSequence]:
+    out: list[EventSequence] = []
+    for s in seqs:
+        out.extend(window_sequence(s, length, stride or max(1, length // 2)))
+    return out
+
+
+class BatchSampler:
+    """Shuffled epochs over ``n`` items with a checkpointable state (exact resume)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n < 1:
+            raise EjcError("no training sequences: the event table is empty or every entity is shorter than train.min_events")
+        self.n, self.batch_size = n, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.epoch, self.pos = 0, 0
+        self.perm = self.rng.permutation(n)
+
+    def next(self) -> np.ndarray:
+        out = []
+        while len(out) < self.batch_size:
+            if self.pos >= self.n:
+                self.epoch += 1
+                self.pos = 0
+                self.perm = self.rng.permutation(self.n)
+            take = min(self.batch_size - len(out), self.n - self.pos)
+            out.extend(self.perm[self.pos : self.pos + take].tolist())
+            self.pos += take
+        return np.asarray(out, np.int64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "pos": self.pos, "perm": self.perm.tolist(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.epoch, self.pos = int(st["epoch"]), int(st["pos"])
+        self.perm = np.asarray(st["perm"], np.int64)
+        self.rng.bit_generator.state = st["rng"]
+
+
+__all__ = ["BatchSampler", "DataSpec", "load_sequences", "make_windows", "read_event_table"]
