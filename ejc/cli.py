@@ -114,6 +114,62 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# pretrain
+
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="JEPA-pretrain an Event-JEPA model on an event table (single process)")
+    p.add_argument("--events", required=True, type=Path, help="event table: events.parquet or a directory from `ejc ingest` / `ejc synth`")
+    p.add_argument("--config", default="base", help="preset (tiny, small, base) or YAML file")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.steps=500 model.d_model=64")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics, plots); an existing run resumes")
+    p.add_argument("--no-calibrate", action="store_true", help="skip anomaly-threshold calibration on the training data")
+    p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke test); a later call resumes")
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from ejc.config import load_config
+    from ejc.infer.event_jepa import CALIBRATION_FILE, EventJEPA
+    from ejc.train.data import load_sequences
+    from ejc.train.loop import pretrain
+
+    cfg = load_config(args.config, args.overrides)
+    result = pretrain(cfg, args.events, args.out, stop_after=args.debug_steps)
+    summary = result.summary()
+    if not args.no_calibrate and result.steps >= cfg.train.steps:
+        model = EventJEPA.from_pretrained(args.out)
+        seqs, _ = load_sequences(args.events, cfg.train.min_events)
+        if model.model.heads is not None:
+            cal = model.calibrate(seqs)
+            cal.save(args.out / CALIBRATION_FILE)
+            summary["calibration"] = {"event_threshold": cal.event_threshold, "sequence_threshold": cal.sequence_threshold}
+    _print_json(summary)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# quickstart
+
+
+def _add_quickstart(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quickstart", help="synthetic data -> ingest -> short pretraining -> probe result, all local")
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="working directory (default runs/quickstart)")
+    p.add_argument("--entities", type=int, default=240)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default="small")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.set_defaults(func=_cmd_quickstart)
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from ejc.quickstart import run_quickstart
+
+    _print_json(run_quickstart(args.out, entities=args.entities, seed=args.seed, config=args.config, overrides=args.overrides))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synth(sub)
     _add_ingest(sub)
+    _add_pretrain(sub)
+    _add_quickstart(sub)
     return parser
 
 

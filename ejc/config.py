@@ -8,6 +8,7 @@ every value and runs each section's ``problems()``: all problems are raised toge
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -223,6 +224,13 @@ def load_config(source: str | Path = "base", overrides: list[str] | None = None)
             raise ConfigError(f"{path}: unknown preset {base!r}; presets: {sorted(PRESETS)}")
         cfg = preset(base)
         _apply_dict(cfg, data, problems)
+    return apply_overrides(cfg, overrides, problems)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None, problems: list[str] | None = None) -> Config:
+    """A validated copy of ``cfg`` with ``key=value`` overrides applied (all problems at once)."""
+    cfg = copy.deepcopy(cfg)
+    problems = list(problems or [])
     for item in overrides or []:
         if "=" not in item:
             problems.append(f"override {item!r} is not key=value (e.g. model.d_model=64)")
@@ -296,8 +304,18 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is bool:
         return (True, value) if isinstance(value, bool) else (False, value)
     if tp is int:
+        if isinstance(value, str):  # e.g. "1_000"
+            try:
+                return True, int(value.replace("_", ""))
+            except ValueError:
+                return False, value
         return (True, value) if isinstance(value, int) and not isinstance(value, bool) else (False, value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return True, float(value)
         return False, value
@@ -306,4 +324,4 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return True, value
 
 
-__all__ = ["Config", "ModelConfig", "ObjectiveConfig", "PRESETS", "TrainConfig", "load_config", "preset"]
+__all__ = ["apply_overrides", "Config", "ModelConfig", "ObjectiveConfig", "PRESETS", "TrainConfig", "load_config", "preset"]

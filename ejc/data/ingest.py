@@ -142,12 +142,15 @@ def _embed_missing(table: pa.Table, embedder: Any, validator: Validator) -> pa.T
         raise SchemaError(f"embedder {cfg.modality!r} returned shape {vecs.shape} (want {(len(idx), cfg.dim)}) or non-finite values")
     flat = pa.array(vecs.reshape(-1), pa.float32())
     filled = table.take(pa.array(idx))
+    # pass the schema's fields (not bare names) so nullability stays that of ``table``
     filled = filled.set_column(
         filled.schema.get_field_index("embedding"),
-        "embedding",
+        filled.schema.field("embedding"),
         pa.FixedSizeListArray.from_arrays(flat, cfg.dim).cast(pa.list_(pa.float32())),
     )
-    filled = filled.set_column(filled.schema.get_field_index("modality"), "modality", pa.array([cfg.modality] * len(idx), pa.string()))
+    filled = filled.set_column(
+        filled.schema.get_field_index("modality"), filled.schema.field("modality"), pa.array([cfg.modality] * len(idx), pa.string())
+    )
     keep = np.flatnonzero(~need)
     merged = pa.concat_tables([table.take(pa.array(keep)), filled])
     # back to source order: position p of ``merged`` came from row concat(keep, idx)[p]

@@ -339,6 +339,8 @@ def window_sequence(seq: EventSequence, length: int, stride: int | None = None) 
     """
     if length <= 0:
         raise ValueError(f"window length must be positive, got {length}")
+    if stride is not None and stride <= 0:
+        raise ValueError(f"window stride must be positive (or None for the window length), got {stride}")
     stride = stride or length
     n = len(seq)
     if n <= length:
@@ -422,7 +424,7 @@ def collate(
             type_ids[i, :n] = 1
         if s.timestamps is not None:
             has_time[i] = True
-            times[i, :n] = s.timestamps - s.timestamps[0]
+            times[i, :n] = s.timestamps - (s.timestamps[0] if n else 0.0)
             abs_times[i, :n] = s.timestamps
         else:
             times[i, :n] = np.arange(n)

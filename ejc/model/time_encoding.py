@@ -4,7 +4,7 @@ Shape legend: ``b`` batch, ``L`` padded length, ``d`` model width, ``F`` learned
 
 Features per event (all finite, zero on padding):
 - log-scaled gap since the previous event and log time since the sequence start;
-- local density: log of events per second over the ``k`` neighbours on each side;
+- local density: log of events per second over the previous ``k`` events (causal);
 - learned periodic features ``sin/cos(2 pi t / P_f)`` with periods initialised log-uniformly
   from one second to four weeks (relative time, float32-safe);
 - calendar phase (hour of day, day of week) from absolute timestamps, computed in float64;
@@ -32,17 +32,13 @@ def gaps_from_times(times: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def local_density(times: torch.Tensor, valid: torch.Tensor, k: int = 4) -> torch.Tensor:
-    """``[b, L]`` log(1 + events per second) over up to ``k`` neighbours each side."""
+    """``[b, L]`` log(1 + events per second) over the previous ``k`` events (causal: no look-ahead)."""
     b, L = times.shape
-    lengths = (valid > 0).sum(1, keepdim=True)  # [b, 1]
     idx = torch.arange(L, device=times.device).expand(b, L)
-    last = (lengths - 1).clamp_min(0)
     lo = (idx - k).clamp_min(0)
-    hi = torch.minimum(idx + k, last)
     t_lo = times.gather(1, lo)
-    t_hi = times.gather(1, hi)
-    count = (hi - lo).clamp_min(1).to(times.dtype)
-    return torch.log1p(count / (t_hi - t_lo + 1.0)) * valid
+    count = (idx - lo).to(times.dtype)
+    return torch.log1p(count / (times - t_lo + 1.0)) * valid
 
 
 def calendar_features(abs_times: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,268 @@
+"""``EventJEPA``: the user-facing model (seed 000's API) over the JEPA module.
+
+Shape legend: ``n`` events in a sequence, ``d`` model width, ``L_i`` positions at level ``i``.
+
+    model = EventJEPA.from_pretrained("runs/pretrain")
+    out = model.process(seq)            # per-event [n, d], per-level, pooled [d]
+    nxt = model.predict_next(seq, num_steps=3, temperature=0.0)
+    res = model.anomaly_scores(seq)     # per-event scores, sequence score, calibrated thresholds
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ejc.config import Config, apply_overrides, load_config
+from ejc.data.sequence import EventSequence
+from ejc.embed.tokens import TypeVocab
+from ejc.errors import EjcError
+from ejc.infer.anomaly import AnomalyResult, Calibration, combine, fit_calibration
+from ejc.model.encoder import BatchTensors, to_tensors
+from ejc.model.jepa import EventJEPAModel
+from ejc.train.checkpoint import load_checkpoint
+from ejc.train.data import DataSpec, load_sequences
+
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class ProcessOutput:
+    events: np.ndarray  # [n, d] per-event representations
+    levels: list[np.ndarray]  # level i: [ceil(n / 2**i), d]
+    pooled: np.ndarray  # [d] sequence representation
+
+
+@dataclass
+class PredictedEvent:
+    timestamp: float  # predicted time (last time + gap; positions if the sequence is untimed)
+    gap: float  # predicted seconds after the previous event
+    event_type: str | None
+    type_probs: dict[str, float]  # top types with probabilities
+    modality: str
+    modality_probs: dict[str, float]
+    embedding: np.ndarray | None  # [d_m] predicted vector of ``modality`` (None if it has no vectors)
+
+
+class EventJEPA:
+    """Event-JEPA model facade.
+
+    Args:
+        embedding_dim: width of the event vectors of a single-modality model built from scratch
+            (seed 000: ``EventJEPA(embedding_dim=768, num_levels=3)``); use :meth:`fit` or
+            :meth:`from_pretrained` for data with several modalities or event types.
+        num_levels: hierarchy levels (resolution ``2**i`` at level ``i``).
+        config: preset name, YAML path or :class:`Config`.
+        modality: modality name of ``embedding_dim``.
+        overrides: ``key=value`` config overrides, e.g. ``["model.d_model=64"]``.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int | None = None,
+        num_levels: int | None = None,
+        config: Config | str = "base",
+        modality: str = "default",
+        overrides: list[str] | None = None,
+        device: str = "cpu",
+        _spec: DataSpec | None = None,
+        _state: dict[str, torch.Tensor] | None = None,
+        _calibration: Calibration | None = None,
+    ):
+        ov = list(overrides or [])
+        if num_levels is not None:
+            ov.append(f"model.num_levels={num_levels}")
+        self.config = load_config(config, ov) if isinstance(config, str) else apply_overrides(config, ov)
+        if _spec is None:
+            if embedding_dim is None:
+                raise EjcError("EventJEPA needs embedding_dim (or use EventJEPA.fit / EventJEPA.from_pretrained)")
+            _spec = DataSpec({modality: int(embedding_dim)}, TypeVocab([]))
+        self.spec = _spec
+        self.device = torch.device(device)
+        self.model = EventJEPAModel(self.config, self.spec.modality_dims, len(self.spec.vocab)).to(self.device)
+        if _state is not None:
+            self.model.load_state_dict(_state)
+        self.model.eval()
+        self.calibration = _calibration
+        self._pad = 2 ** (self.config.model.num_levels - 1) if self.config.model.encoder == "hierarchical" else 1
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], device: str = "cpu") -> EventJEPA:
+        """Load a model trained by ``ejc pretrain`` / :meth:`fit` (run or step directory)."""
+        cfg, spec, state, _, _ = load_checkpoint(path, with_trainer=False)
+        cal = None
+        cal_path = Path(path) / CALIBRATION_FILE
+        if cal_path.is_file():
+            cal = Calibration.load(cal_path)
+        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal)
+
+    @classmethod
+    def fit(cls, events: Any, out: str | os.PathLike[str], config: Config | str = "small", overrides: list[str] | None = None, progress: bool | None = None, calibrate: bool = True) -> EventJEPA:
+        """Pretrain on an event table into ``out``, calibrate anomaly thresholds, return the model."""
+        from ejc.train.loop import pretrain
+
+        cfg = load_config(config, overrides) if isinstance(config, str) else config
+        pretrain(cfg, events, out, progress=progress)
+        model = cls.from_pretrained(out)
+        if calibrate:
+            seqs, _ = load_sequences(events, cfg.train.min_events)
+            model.calibrate(seqs)
+            assert model.calibration is not None
+            model.calibration.save(Path(out) / CALIBRATION_FILE)
+        return model
+
+    # -- batching ---------------------------------------------------------------------------
+    def _tensors(self, seqs: list[EventSequence]) -> BatchTensors:
+        return to_tensors(self.spec.collate(seqs, pad_to_multiple=self._pad), self.device)
+
+    @staticmethod
+    def _as_sequence(seq: EventSequence | None, embeddings: Any, timestamps: Any) -> EventSequence:
+        if seq is not None:
+            return seq
+        if embeddings is None:
+            raise EjcError("pass an EventSequence, or embeddings= (and optionally timestamps=)")
+        return EventSequence(embeddings=np.asarray(embeddings, np.float32), timestamps=None if timestamps is None else np.asarray(timestamps, np.float64))
+
+    # -- representations --------------------------------------------------------------------
+    @torch.no_grad()
+    def process(self, seq: EventSequence | None = None, *, embeddings: Any = None, timestamps: Any = None) -> ProcessOutput:
+        """Per-event, per-level and pooled representations (EMA target encoder, whole sequence)."""
+        s = self._as_sequence(seq, embeddings, timestamps)
+        if len(s) == 0:
+            raise EjcError("cannot process an empty sequence")
+        out = self.model.encode(self._tensors([s]))
+        n = len(s)
+        levels = [lv[0, : -(-n // 2**i)].float().cpu().numpy() for i, lv in enumerate(out.levels)]
+        return ProcessOutput(out.events[0, :n].float().cpu().numpy(), levels, out.pooled[0].float().cpu().numpy())
+
+    @torch.no_grad()
+    def embed_sequences(self, seqs: list[EventSequence], batch_size: int = 32) -> np.ndarray:
+        """``[len(seqs), d]`` pooled representations, batched."""
+        out = []
+        for i in range(0, len(seqs), batch_size):
+            out.append(self.model.encode(self._tensors(seqs[i : i + batch_size])).pooled.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.config.model.d_model), np.float32)
+
+    # -- prediction -------------------------------------------------------------------------
+    def _heads(self):  # noqa: ANN202
+        if self.model.heads is None:
+            raise EjcError("this model was trained without next-event heads (objective.future=false); retrain with objective.future=true to predict")
+        return self.model.heads
+
+    @torch.no_grad()
+    def predict_next(self, seq: EventSequence, num_steps: int = 1, temperature: float = 0.0, top_k: int = 5, seed: int | None = None) -> list[PredictedEvent]:
+        """Predict the next ``num_steps`` events autoregressively.
+
+        ``temperature`` 0 takes the most likely type and modality and the median gap; above 0
+        samples them (types and modalities from softmax(logits / T), gaps from the mixture).
+        """
+        heads = self._heads()
+        if len(seq) == 0:
+            raise EjcError("predict_next needs at least one observed event")
+        gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
+        cur = seq
+        preds: list[PredictedEvent] = []
+        itos = self.spec.vocab.itos
+        mods = self.spec.modalities
+        for _ in range(num_steps):
+            bt = self._tensors([cur])
+            h = self.model.context(bt, causal=True).events[0, len(cur) - 1 : len(cur)]  # [1, d]
+            logits = heads.type_head(h)[0].float()
+            logits[:2] = float("-inf")  # never predict <pad> / <unk>
+            p_type = torch.softmax(logits / max(temperature, 1e-6), -1) if temperature > 0 else torch.softmax(logits, -1)
+            t_id = int(torch.multinomial(p_type.cpu(), 1, generator=gen)) if temperature > 0 else int(p_type.argmax())
+            mlog = heads.modality_head(h)[0].float()[: len(mods)]
+            p_mod = torch.softmax(mlog / max(temperature, 1e-6), -1) if temperature > 0 else torch.softmax(mlog, -1)
+            m_id = int(torch.multinomial(p_mod.cpu(), 1, generator=gen)) if temperature > 0 else int(p_mod.argmax())
+            gap = float(heads.gap.sample(h, temperature, gen)[0]) if temperature > 0 else float(heads.gap.quantile(h, 0.5)[0])
+            if cur.timestamps is None:
+                gap = 1.0
+            modality = mods[m_id]
+            vec = heads.embedding_head(modality)(h)[0].float().cpu().numpy() if modality in self.spec.modality_dims else None
+            last_t = float(cur.times[-1])
+            top = torch.topk(p_type, min(top_k, max(1, len(itos) - 2)))
+            ev = PredictedEvent(
+                timestamp=last_t + gap,
+                gap=gap,
+                event_type=itos[t_id] if len(itos) > 2 else None,
+                type_probs={itos[int(i)]: float(v) for v, i in zip(top.values, top.indices) if int(i) >= 2},
+                modality=modality,
+                modality_probs={mods[i]: float(p_mod[i]) for i in range(len(mods))},
+                embedding=vec,
+            )
+            preds.append(ev)
+            cur = append_event(cur, ev)
+        return preds
+
+    # -- anomalies --------------------------------------------------------------------------
+    @torch.no_grad()
+    def surprise_components(self, seq: EventSequence) -> dict[str, np.ndarray]:
+        """Raw per-event surprise components ``{name: [n]}`` (NaN where not applicable)."""
+        heads = self._heads()
+        n = len(seq)
+        comps = {k: np.full(n, np.nan) for k in ("type", "gap", "embedding", "latent")}
+        if n < 2:
+            return comps
+        bt = self._tensors([seq])
+        hc = self.model.context(bt, causal=True).events[0, :n].float()
+        tgt = self.model.target(bt).events[0, :n].float()
+        tgt = F.layer_norm(tgt, tgt.shape[-1:])
+        src = hc[:-1]
+        if self.config.model.use_types:
+            ids = bt.type_ids[0, 1:n]
+            logp = torch.log_softmax(heads.type_head(src).float(), -1)
+            nll = -logp.gather(1, ids[:, None]).squeeze(1)
+            comps["type"][1:] = np.where(ids.cpu().numpy() > 0, nll.cpu().numpy(), np.nan)
+        if seq.timestamps is not None:
+            comps["gap"][1:] = heads.gap.nll(src, torch.as_tensor(np.diff(seq.timestamps), dtype=torch.float32, device=src.device)).cpu().numpy()
+        for m in seq.dims:
+            if m not in self.spec.modality_dims:
+                continue
+            pos = seq.vector_positions(m)
+            keep = pos > 0
+            if keep.any():
+                vec = torch.as_tensor(seq.vectors(m)[keep], device=src.device)
+                pred = heads.embedding_head(m)(hc[torch.as_tensor(pos[keep] - 1, device=src.device)])
+                comps["embedding"][pos[keep]] = (1 - F.cosine_similarity(pred, vec, dim=-1)).cpu().numpy()
+        if heads.future:
+            comps["latent"][1:] = F.smooth_l1_loss(heads.future[0](src), tgt[1:], reduction="none").mean(-1).cpu().numpy()
+        return comps
+
+    def calibrate(self, seqs: list[EventSequence], quantile: float = 0.99) -> Calibration:
+        """Fit score standardisation and thresholds on (normal) training sequences."""
+        if not seqs:
+            raise EjcError("calibrate needs at least one sequence")
+        self.calibration = fit_calibration([self.surprise_components(s) for s in seqs], quantile)
+        return self.calibration
+
+    def anomaly_scores(self, seq: EventSequence) -> AnomalyResult:
+        """Per-event and sequence surprise with the calibrated thresholds (inf when uncalibrated)."""
+        comps = self.surprise_components(seq)
+        scores = combine(comps, self.calibration)
+        cal = self.calibration
+        return AnomalyResult(
+            event_scores=scores,
+            components=comps,
+            sequence_score=float(scores.mean()) if scores.size else 0.0,
+            event_threshold=cal.event_threshold if cal else float("inf"),
+            sequence_threshold=cal.sequence_threshold if cal else float("inf"),
+        )
+
+
+def append_event(seq: EventSequence, ev: PredictedEvent) -> EventSequence:
+    """A new sequence: ``seq`` followed by the predicted event."""
+    n = len(seq)
+    vecs = [seq.vector_at(i) for i in range(n)] + [ev.embedding]
+    ts = None if seq.timestamps is None else np.append(seq.timestamps, ev.timestamp)
+    types = None if seq.event_types is None else list(seq.event_types) + [ev.event_type]
+    return EventSequence(embeddings=vecs, timestamps=ts, modality=list(seq.modalities) + [ev.modality], event_types=types, id=seq.id, metadata=seq.metadata)
+
+
+__all__ = ["EventJEPA", "PredictedEvent", "ProcessOutput", "append_event"]

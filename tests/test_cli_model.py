@@ -1,0 +1,52 @@
+"""`ejc pretrain` and `ejc quickstart` through the real command line."""
+
+import json
+import subprocess
+import sys
+
+from ejc.cli import main
+
+from helpers import random_table
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_pretrain_cli_trains_resumes_and_calibrates(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    events = tmp_path / "events.parquet"
+    pq.write_table(random_table(num=12, seed=2), events)
+    out = tmp_path / "run"
+    args = ["pretrain", "--events", str(events), "--config", "tiny", "train.steps=4", "train.checkpoint_every=2", "--out", str(out)]
+    assert main(args + ["--debug-steps", "2"]) == 0
+    first = _last_json(capsys.readouterr().out)
+    assert first["steps"] == 2 and "calibration" not in first  # not finished: no calibration yet
+    assert main(args) == 0
+    done = _last_json(capsys.readouterr().out)
+    assert done["steps"] == 4
+    assert done["calibration"]["event_threshold"] > done["calibration"]["sequence_threshold"]
+    assert (out / "calibration.json").is_file() and (out / "loss_curve.png").is_file()
+
+
+def test_pretrain_cli_reports_every_config_problem_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ejc.cli", "pretrain", "--events", str(tmp_path), "--config", "tiny", "model.d_modl=3", "objective.mask_ratio=2", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("ejc: error: invalid configuration (2 problem(s))") and "d_modl" in line and "mask_ratio" in line
+
+
+def test_quickstart_runs_end_to_end(tmp_path, capsys):
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--entities", "24", "--config", "tiny", "train.steps=6"]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["ingest"]["read"] == res["synth"]["events"] == res["ingest"]["accepted"]
+    assert res["pretrain"]["steps"] == 6
+    probe = res["probe_accuracy_entity_class"]
+    assert set(probe) == {"ejc_jepa", "random_encoder", "mean_raw_embedding"}
+    assert all(0.0 <= v <= 1.0 for v in probe.values())
+    assert res["chance"] == 0.25

@@ -1,0 +1,75 @@
+"""The EventJEPA facade: process, predict_next, anomaly scores with calibration, save/load."""
+
+import numpy as np
+import pytest
+
+from ejc.data.sequence import EventSequence, sequences_from_table
+from ejc.errors import EjcError
+from ejc.infer.event_jepa import EventJEPA
+
+from helpers import random_table
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    table = random_table(num=20, seed=1)
+    out = tmp_path_factory.mktemp("run")
+    model = EventJEPA.fit(table, out, config="tiny", overrides=["train.steps=30", "train.lr=3e-3"], progress=False)
+    return model, table, out
+
+
+def test_process_shapes_and_reload(fitted):
+    model, table, out = fitted
+    seq = next(sequences_from_table(table))
+    res = model.process(seq)
+    n = len(seq)
+    assert res.events.shape == (n, 32)
+    assert [lv.shape for lv in res.levels] == [(n, 32), ((n + 1) // 2, 32)]
+    assert res.pooled.shape == (32,)
+    again = EventJEPA.from_pretrained(out)
+    assert np.array_equal(again.process(seq).pooled, res.pooled)
+    assert again.calibration is not None
+    assert again.calibration.event_threshold == model.calibration.event_threshold
+
+
+def test_seed_constructor_and_raw_arrays():
+    model = EventJEPA(embedding_dim=16, num_levels=2, config="tiny")
+    rng = np.random.default_rng(0)
+    out = model.process(embeddings=rng.normal(size=(9, 16)), timestamps=np.arange(9.0) * 60)
+    assert out.events.shape == (9, 32) and out.pooled.shape == (32,)
+    with pytest.raises(EjcError, match="empty"):
+        model.process(EventSequence(embeddings=np.zeros((0, 16))))
+
+
+def test_predict_next(fitted):
+    model, table, _ = fitted
+    seq = next(sequences_from_table(table))
+    preds = model.predict_next(seq, num_steps=3)
+    assert len(preds) == 3
+    assert all(p.event_type in {f"t{i}" for i in range(5)} for p in preds)
+    times = [float(seq.timestamps[-1])] + [p.timestamp for p in preds]
+    assert all(b >= a for a, b in zip(times, times[1:]))
+    assert all(p.gap >= 0 and p.embedding.shape == (8,) for p in preds)
+    assert sum(preds[0].type_probs.values()) <= 1.0 + 1e-6
+    assert model.predict_next(seq, 2, temperature=0.0)[0].timestamp == preds[0].timestamp  # greedy is deterministic
+    a = model.predict_next(seq, 4, temperature=1.0, seed=3)
+    b = model.predict_next(seq, 4, temperature=1.0, seed=3)
+    assert [p.timestamp for p in a] == [p.timestamp for p in b]
+
+
+def test_anomaly_scores_flag_an_injected_outlier(fitted):
+    model, table, _ = fitted
+    seq = next(sequences_from_table(table))
+    base = model.anomaly_scores(seq)
+    assert base.event_scores.shape == (len(seq),)
+    assert np.isfinite(base.event_scores).all()
+    vecs = [seq.vector_at(i) for i in range(len(seq))]
+    k = len(seq) // 2
+    vecs[k] = vecs[k] * 0 + 25.0  # far off every event vector seen in training
+    ts = seq.timestamps.copy()
+    ts[k:] += 1e6  # and an absurd gap before it
+    odd = EventSequence(embeddings=vecs, timestamps=ts, event_types=list(seq.event_types), id=seq.id)
+    res = model.anomaly_scores(odd)
+    assert int(np.argmax(res.event_scores)) == k
+    assert res.is_anomalous[k]
+    assert res.event_scores[k] > res.event_threshold
