@@ -73,3 +73,48 @@ def test_anomaly_scores_flag_an_injected_outlier(fitted):
     assert int(np.argmax(res.event_scores)) == k
     assert res.is_anomalous[k]
     assert res.event_scores[k] > res.event_threshold
+
+
+def test_simulate_honours_constraints(fitted):
+    model, table, _ = fitted
+    seq = next(sequences_from_table(table))
+    seen_before = set(seq.event_types.tolist())
+    res = model.simulate(seq, num_steps=6, num_paths=8, temperature=1.0, seed=0, constraints={"min_delay": 30.0, "allowed_types": {"t1", "t2", "t3"}})
+    assert len(res.paths) == 8 and all(len(p) == 6 for p in res.paths)
+    assert all(ev.gap >= 30.0 and ev.event_type in {"t1", "t2", "t3"} for p in res.paths for ev in p)
+    for p in res.paths:
+        times = [float(seq.timestamps[-1])] + [ev.timestamp for ev in p]
+        assert all(b - a >= 30.0 - 1e-6 for a, b in zip(times, times[1:]))
+    again = model.simulate(seq, num_steps=6, num_paths=8, temperature=1.0, seed=0, constraints={"min_delay": 30.0, "allowed_types": {"t1", "t2", "t3"}})
+    assert [[e.event_type for e in p] for p in res.paths] == [[e.event_type for e in p] for p in again.paths]
+    # a type that never happened may not follow its prerequisite before the prerequisite
+    short = seq[:2]
+    pre = next(t for t in ["t0", "t1", "t2", "t3", "t4"] if t not in set(short.event_types.tolist()))
+    post = next(t for t in ["t4", "t3", "t2", "t1", "t0"] if t != pre)
+    res = model.simulate(short, num_steps=8, num_paths=16, seed=1, constraints={"causal_order": [(pre, post)]})
+    for p in res.paths:
+        types = [e.event_type for e in p]
+        if post in types and post not in set(short.event_types.tolist()):
+            assert pre in types[: types.index(post)]
+    assert seen_before  # the fixture has types
+
+
+def test_simulate_target_horizon_and_dead_end(fitted):
+    model, table, _ = fitted
+    seq = next(sequences_from_table(table))
+    res = model.simulate(seq, num_steps=30, num_paths=10, target_state="t2", seed=2)
+    for p, hit, at, why in zip(res.paths, res.reached, res.reached_at, res.stopped):
+        if hit:
+            assert why == "target" and p[at].event_type == "t2" and len(p) == at + 1
+            assert all(e.event_type != "t2" for e in p[:at])
+        else:
+            assert why == "steps" and len(p) == 30
+    assert 0.0 < res.target_probability <= 1.0
+    summary = res.summary()
+    assert summary["paths"] == 10 and summary["target_probability"] == res.target_probability
+    short = model.simulate(seq, num_steps=50, num_paths=4, seed=3, constraints={"horizon": 120.0, "min_delay": 50.0})
+    assert all(len(p) <= 2 for p in short.paths) and set(short.stopped) == {"horizon"}
+    dead = model.simulate(seq, num_steps=3, num_paths=2, constraints={"allowed_types": set()})
+    assert dead.stopped == ["dead_end", "dead_end"] and dead.paths == [[], []]
+    with pytest.raises(EjcError, match="never saw"):
+        model.simulate(seq, constraints={"allowed_types": {"nope"}})

@@ -156,50 +156,45 @@ class EventJEPA:
             raise EjcError("this model was trained without next-event heads (objective.future=false); retrain with objective.future=true to predict")
         return self.model.heads
 
-    @torch.no_grad()
     def predict_next(self, seq: EventSequence, num_steps: int = 1, temperature: float = 0.0, top_k: int = 5, seed: int | None = None) -> list[PredictedEvent]:
         """Predict the next ``num_steps`` events autoregressively.
 
         ``temperature`` 0 takes the most likely type and modality and the median gap; above 0
         samples them (types and modalities from softmax(logits / T), gaps from the mixture).
+        Only the last ``train.max_len`` events are used as context.
         """
-        heads = self._heads()
+        from ejc.infer.simulate import sample_step
+
+        self._heads()
         if len(seq) == 0:
             raise EjcError("predict_next needs at least one observed event")
         gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
         cur = seq
         preds: list[PredictedEvent] = []
-        itos = self.spec.vocab.itos
-        mods = self.spec.modalities
         for _ in range(num_steps):
-            bt = self._tensors([cur])
-            h = self.model.context(bt, causal=True).events[0, len(cur) - 1 : len(cur)]  # [1, d]
-            logits = heads.type_head(h)[0].float()
-            logits[:2] = float("-inf")  # never predict <pad> / <unk>
-            p_type = torch.softmax(logits / max(temperature, 1e-6), -1) if temperature > 0 else torch.softmax(logits, -1)
-            t_id = int(torch.multinomial(p_type.cpu(), 1, generator=gen)) if temperature > 0 else int(p_type.argmax())
-            mlog = heads.modality_head(h)[0].float()[: len(mods)]
-            p_mod = torch.softmax(mlog / max(temperature, 1e-6), -1) if temperature > 0 else torch.softmax(mlog, -1)
-            m_id = int(torch.multinomial(p_mod.cpu(), 1, generator=gen)) if temperature > 0 else int(p_mod.argmax())
-            gap = float(heads.gap.sample(h, temperature, gen)[0]) if temperature > 0 else float(heads.gap.quantile(h, 0.5)[0])
-            if cur.timestamps is None:
-                gap = 1.0
-            modality = mods[m_id]
-            vec = heads.embedding_head(modality)(h)[0].float().cpu().numpy() if modality in self.spec.modality_dims else None
-            last_t = float(cur.times[-1])
-            top = torch.topk(p_type, min(top_k, max(1, len(itos) - 2)))
-            ev = PredictedEvent(
-                timestamp=last_t + gap,
-                gap=gap,
-                event_type=itos[t_id] if len(itos) > 2 else None,
-                type_probs={itos[int(i)]: float(v) for v, i in zip(top.values, top.indices) if int(i) >= 2},
-                modality=modality,
-                modality_probs={mods[i]: float(p_mod[i]) for i in range(len(mods))},
-                embedding=vec,
-            )
+            ev = sample_step(self, [cur], temperature, gen, top_k=top_k)[0]
+            assert ev is not None  # no constraints: some type is always allowed
             preds.append(ev)
             cur = append_event(cur, ev)
         return preds
+
+    def simulate(self, seq: EventSequence, num_steps: int = 10, num_paths: int = 16, constraints: Any = None, target_state: Any = None, temperature: float = 1.0, seed: int = 0) -> Any:
+        """Sample future paths under constraints; see :mod:`ejc.infer.simulate`.
+
+        ``constraints``: a :class:`~ejc.infer.simulate.Constraints` or a dict of its fields;
+        ``target_state``: a :class:`~ejc.infer.simulate.TargetState`, a dict of its fields, or an
+        event-type string. Returns a :class:`~ejc.infer.simulate.SimulationResult`.
+        """
+        from ejc.infer.simulate import Constraints, TargetState, simulate
+
+        if isinstance(constraints, dict):
+            constraints = Constraints(**constraints)
+        if isinstance(target_state, str):
+            target_state = TargetState(event_type=target_state)
+        elif isinstance(target_state, dict):
+            target_state = TargetState(**target_state)
+        self._heads()
+        return simulate(self, seq, num_steps, num_paths, constraints, target_state, temperature, seed)
 
     # -- anomalies --------------------------------------------------------------------------
     @torch.no_grad()
