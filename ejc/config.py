@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class ModelConfig:
     dropout: float = 0.0
     mlp_ratio: float = 4.0
     gap_mixture: int = 4  # log-normal mixture components of the time-gap head
+    readout: str = "context"  # encoder whose states process()/embeddings return: "context" or "target" (EMA)
 
     def problems(self) -> list[str]:
         p = []
@@ -47,6 +49,8 @@ class ModelConfig:
             p.append(f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})")
         if self.predictor_dim % self.num_heads:
             p.append(f"model.predictor_dim ({self.predictor_dim}) must be divisible by model.num_heads ({self.num_heads})")
+        if self.readout not in ("context", "target"):
+            p.append(f"model.readout must be 'context' or 'target', got {self.readout!r}")
         if self.encoder not in ("hierarchical", "full"):
             p.append(f"model.encoder must be 'hierarchical' or 'full', got {self.encoder!r}")
         for name in ("d_model", "num_heads", "num_levels", "depth_per_level", "window", "predictor_dim", "predictor_depth", "gap_mixture", "max_types"):
@@ -69,6 +73,7 @@ class ObjectiveConfig:
     future: bool = True  # next-event heads + target states 1..k ahead from a causal prefix
     future_steps: int = 2  # k
     lambda_jepa: float = 1.0  # weight of the JEPA loss beside the future/supervised losses
+    lambda_sequence: float = 0.5  # sequence-level JEPA: masked-context pooled vector -> target pooled vector
     lambda_future_state: float = 1.0
     lambda_type: float = 1.0
     lambda_gap: float = 0.5
@@ -90,7 +95,7 @@ class ObjectiveConfig:
             p.append("objective.future_steps must be at least 1")
         if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
             p.append(f"objective: need 0 <= ema_start <= ema_end <= 1, got {self.ema_start} -> {self.ema_end}")
-        for name in ("lambda_jepa", "lambda_future_state", "lambda_type", "lambda_gap", "lambda_embedding", "lambda_modality", "variance_weight"):
+        for name in ("lambda_jepa", "lambda_sequence", "lambda_future_state", "lambda_type", "lambda_gap", "lambda_embedding", "lambda_modality", "variance_weight"):
             if getattr(self, name) < 0:
                 p.append(f"objective.{name} must be non-negative")
         return p
@@ -138,7 +143,10 @@ class Config:
     preset: str = "base"
 
     def problems(self) -> list[str]:
-        p = self.model.problems() + self.objective.problems() + self.train.problems()
+        p: list[str] = []
+        for name in ("model", "objective", "train"):
+            _finite(p, name, getattr(self, name))
+        p += self.model.problems() + self.objective.problems() + self.train.problems()
         if self.model.encoder == "hierarchical" and self.train.max_len < 2 ** (self.model.num_levels - 1):
             p.append(
                 f"train.max_len ({self.train.max_len}) must be at least 2**(num_levels-1) = {2 ** (self.model.num_levels - 1)}"
@@ -177,6 +185,7 @@ class Config:
 def _tiny() -> Config:
     return Config(
         model=ModelConfig(d_model=32, num_heads=2, num_levels=2, depth_per_level=1, window=8, num_frequencies=4, predictor_dim=16, predictor_depth=1, gap_mixture=2),
+        objective=ObjectiveConfig(ema_start=0.99),
         train=TrainConfig(steps=20, batch_size=4, max_len=32, warmup_steps=2, checkpoint_every=10, log_every=1),
         preset="tiny",
     )
@@ -185,6 +194,8 @@ def _tiny() -> Config:
 def _small() -> Config:
     return Config(
         model=ModelConfig(d_model=64, num_heads=4, num_levels=3, depth_per_level=1, window=16, num_frequencies=8, predictor_dim=32, predictor_depth=1),
+        # short runs: a faster EMA start, or the target encoder barely moves from its initialisation
+        objective=ObjectiveConfig(ema_start=0.99),
         train=TrainConfig(steps=300, batch_size=16, max_len=128, warmup_steps=30, checkpoint_every=100),
         preset="small",
     )
@@ -236,6 +247,9 @@ def apply_overrides(cfg: Config, overrides: list[str] | None, problems: list[str
             problems.append(f"override {item!r} is not key=value (e.g. model.d_model=64)")
             continue
         key, raw = item.split("=", 1)
+        if key.strip() == "preset":
+            problems.append("'preset' cannot be overridden; pass the preset as --config NAME (or `preset:` in a YAML file)")
+            continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -286,6 +300,13 @@ def _field_type(cls: type, name: str) -> Any:
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
+
+
+def _finite(problems: list[str], section: str, obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            problems.append(f"{section}.{f.name} must be a finite number, got {v}")
 
 
 def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:

@@ -25,7 +25,8 @@ def test_schedules():
     assert lr_at(cfg, 0) == pytest.approx(0.001)
     assert lr_at(cfg, 9) == pytest.approx(0.01)
     assert lr_at(cfg, 100) == pytest.approx(0.001)
-    assert ema_at(cfg, 0) == pytest.approx(0.996) and ema_at(cfg, 100) == pytest.approx(1.0)
+    assert ema_at(cfg, 0) == pytest.approx(0.99) and ema_at(cfg, 100) == pytest.approx(1.0)  # tiny starts at 0.99
+    assert ema_at(load_config("base"), 0) == pytest.approx(0.996)
     assert wd_at(cfg, 0) == pytest.approx(0.04) and wd_at(cfg, 100) == pytest.approx(0.4)
 
 

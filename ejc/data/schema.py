@@ -202,7 +202,8 @@ def parse_timestamps(arr: pa.Array | pa.ChunkedArray, time_format: str | None = 
         return out, np.ones(n, bool), np.zeros(n, bool)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        missing = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), bool)
+        # NaN in a numeric column is how pandas writes "missing"; only inf is unparsable
+        missing = np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), bool) | np.isnan(vals)
         bad = ~missing & ~np.isfinite(vals)
         return np.where(missing | bad, np.nan, vals), missing, bad
     if pa.types.is_timestamp(t) or pa.types.is_date(t):

@@ -334,8 +334,9 @@ def _impute_missing(ts: np.ndarray) -> tuple[np.ndarray | None, int]:
 def window_sequence(seq: EventSequence, length: int, stride: int | None = None) -> list[EventSequence]:
     """Cut a long sequence into windows of ``length`` events every ``stride`` events.
 
-    The last window is aligned to the end so no event is left out; a sequence no longer than
-    ``length`` is returned whole.
+    The last window is aligned to the end, so with ``stride <= length`` no event is left out
+    (a larger stride skips the events between windows); a sequence no longer than ``length`` is
+    returned whole.
     """
     if length <= 0:
         raise ValueError(f"window length must be positive, got {length}")

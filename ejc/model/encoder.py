@@ -11,6 +11,7 @@ learned mask token.
 Hierarchical encoder: level 0 runs windowed blocks over events; level ``i`` pools level ``i-1``
 by pairs (resolution ``2**i``) and runs its own windowed blocks; each level is upsampled back to
 events, projected and summed (cross-level mixing), then one more windowed block mixes the result.
+The sequence vector is attention-pooled (one learned query) over the coarsest level.
 Cost per level is ``O(L_i * window)``, so the whole encoder is linear in ``L``.
 
 Causal mode (next-event objective and prediction): attention only looks back, and level ``i``
@@ -154,6 +155,7 @@ class HierarchicalEncoder(nn.Module):
         self.up_proj = nn.ModuleList(nn.Linear(d, d) for _ in range(cfg.num_levels - 1))
         self.mix = Block(d, cfg.num_heads, cfg.window, shift=False, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout)
         self.ln = nn.LayerNorm(d)
+        self.top_ln = nn.LayerNorm(d)
         self.pool = AttentionPool(d)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, causal: bool = False) -> EncoderOutput:
@@ -171,7 +173,8 @@ class HierarchicalEncoder(nn.Module):
             ev = ev + self.up_proj[i - 1](upsample(outs[i], 2**i, L, causal))
         ev = self.mix(ev * valid.unsqueeze(-1), valid, causal)
         ev = self.ln(ev) * valid.unsqueeze(-1)
-        pooled = _last_valid(ev, valid) if causal else self.pool(ev, valid)
+        # sequence vector: attention pooling over the coarsest level (events when causal: the last one)
+        pooled = _last_valid(ev, valid) if causal else self.pool(self.top_ln(outs[-1]), v)
         return EncoderOutput(ev, outs, pooled, valid)
 
 

@@ -8,7 +8,8 @@ and a breakdown (floats) including the collapse monitors:
 
 - **jepa**: the context encoder sees the sequence with block-masked events replaced by the mask
   token (time kept); the predictor maps its states to the target encoder's layer-normed states
-  of the masked events; smooth-L1.
+  of the masked events; smooth-L1. Sequence level (``lambda_sequence``): an MLP maps the masked
+  context's pooled vector to the target's layer-normed pooled vector (trains the pooling).
 - **future**: the context encoder runs causally; from the state at ``t`` the heads predict event
   ``t + 1`` (type CE, modality CE, log-gap NLL, cosine error of its vector) and the target
   states at ``t + 1 .. t + k`` (smooth-L1).
@@ -74,11 +75,14 @@ class EventJEPAModel(nn.Module):
             p.requires_grad_(False)
         obj = cfg.objective
         self.predictor = Predictor(cfg.model) if obj.jepa else None
+        d = cfg.model.d_model
+        self.seq_predictor = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d)) if obj.jepa and obj.lambda_sequence > 0 else None
         self.heads = NextEventHeads(cfg.model.d_model, num_types, modality_dims, cfg.model.gap_mixture, obj.future_steps) if obj.future else None
 
     # -- representations --------------------------------------------------------------------
-    def encode(self, bt: BatchTensors, causal: bool = False, which: str = "target") -> EncoderOutput:
-        enc = self.target if which == "target" else self.context
+    def encode(self, bt: BatchTensors, causal: bool = False, which: str | None = None) -> EncoderOutput:
+        """Representations from ``which`` encoder (default ``model.readout``)."""
+        enc = self.target if (which or self.cfg.model.readout) == "target" else self.context
         return enc(bt, causal=causal)
 
     @torch.no_grad()
@@ -106,6 +110,11 @@ class EventJEPAModel(nn.Module):
             jepa = F.smooth_l1_loss(pred[mask], tgt_norm[mask]) if mask.any() else pred.sum() * 0
             total = total + obj.lambda_jepa * jepa
             parts["jepa"] = float(jepa.detach())
+            if self.seq_predictor is not None:
+                seq_tgt = F.layer_norm(tgt.pooled, tgt.pooled.shape[-1:])
+                seq_loss = F.smooth_l1_loss(self.seq_predictor(ctx.pooled), seq_tgt)
+                total = total + obj.lambda_sequence * seq_loss
+                parts["jepa_sequence"] = float(seq_loss.detach())
             parts["mask_frac"] = float(mask.sum() / valid.sum().clamp_min(1))
             if obj.variance_weight > 0:
                 std = ctx.events[valid].std(0)
