@@ -85,3 +85,14 @@ def test_corrupted_checkpoint_and_config_mismatch_are_clear_errors(table, tmp_pa
         load_checkpoint(tmp_path / "r")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(table, tmp_path):
+    from ejc.model.jepa import EventJEPAModel
+
+    cfg = load_config("tiny", CFG)
+    pretrain(cfg, table, tmp_path / "r", progress=False)
+    _, spec, state, _, _ = load_checkpoint(tmp_path / "r")
+    other = EventJEPAModel(load_config("tiny", ["model.num_levels=3"]), spec.modality_dims, len(spec.vocab))
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        other.load_checkpoint_state(state)

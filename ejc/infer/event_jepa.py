@@ -87,7 +87,7 @@ class EventJEPA:
         self.device = torch.device(device)
         self.model = EventJEPAModel(self.config, self.spec.modality_dims, len(self.spec.vocab)).to(self.device)
         if _state is not None:
-            self.model.load_state_dict(_state)
+            self.model.load_checkpoint_state(_state)
         self.model.eval()
         self.calibration = _calibration
         self._pad = 2 ** (self.config.model.num_levels - 1) if self.config.model.encoder == "hierarchical" else 1
@@ -224,7 +224,8 @@ class EventJEPA:
             keep = pos > 0
             if keep.any():
                 vec = torch.as_tensor(seq.vectors(m)[keep], device=src.device)
-                pred = heads.embedding_head(m)(hc[torch.as_tensor(pos[keep] - 1, device=src.device)])
+                at = torch.as_tensor(pos[keep], device=src.device)
+                pred = heads.predict_vector(m, hc[at - 1], bt.type_ids[0, at])
                 comps["embedding"][pos[keep]] = (1 - F.cosine_similarity(pred, vec, dim=-1)).cpu().numpy()
         if heads.future:
             comps["latent"][1:] = F.smooth_l1_loss(heads.future[0](src), tgt[1:], reduction="none").mean(-1).cpu().numpy()
@@ -249,6 +250,18 @@ class EventJEPA:
             event_threshold=cal.event_threshold if cal else float("inf"),
             sequence_threshold=cal.sequence_threshold if cal else float("inf"),
         )
+
+    # -- patterns ---------------------------------------------------------------------------
+    def detect_patterns(self, seq: EventSequence, kinds: list[str] | str | None = None, **options: Any) -> list[Any]:
+        """Typed patterns (periodic, burst, cycle, regime_change, motif, registered kinds) in ``seq``.
+
+        Delegates to :func:`ejc.infer.patterns.detect_patterns`; detectors that use per-event
+        representations (regime_change) get this model's ``process(seq).events`` ``[n, d]``,
+        computed only when one asks. ``options``: ``min_confidence`` and per-kind dicts.
+        """
+        from ejc.infer.patterns import detect_patterns
+
+        return detect_patterns(seq, kinds, representations=lambda: self.process(seq).events, **options)
 
 
 def append_event(seq: EventSequence, ev: PredictedEvent) -> EventSequence:

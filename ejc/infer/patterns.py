@@ -150,7 +150,7 @@ class PatternContext:
         self._all_options = all_options
         self._cache = cache
         self._reps_box = reps_box  # shared between the contexts of one detect_patterns call
-        if "value" not in reps_box:
+        if representations is not None:
             reps_box["source"] = representations
 
     def __getitem__(self, key: str) -> Any:
@@ -297,7 +297,7 @@ def _pattern(seq: EventSequence, kind: str, s: int, e: int, conf: float, **detai
 # periodic
 
 
-@register_pattern("periodic", defaults={"min_repeats": 5, "tolerance": 0.1})
+@register_pattern("periodic", defaults={"min_repeats": 5, "tolerance": 0.05})
 def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
     """Per event type, runs of >= ``min_repeats`` occurrences at a steady period (timed only).
 
@@ -325,6 +325,11 @@ def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
     # prefilter (vectorised): consecutive gaps of a run have ratio within 1 + tol
     pair = valid[1:] & valid[:-1] & (np.abs(lg[1:] - lg[:-1]) <= width + 1e-12)
     ps, pe = _runs(pair)
+    # chance reference: the type's own gaps outside the run (shuffling a type's gaps makes
+    # about as many runs as the data shows, so its gap distribution is the right null)
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])  # first grouped position of each type
+    sorted_lg: dict[int, np.ndarray] = {}
+    trials = int(valid.sum())
     out: list[Pattern] = []
     for a, b in zip(ps, pe):
         if b - a < k - 2:  # pairs a..b-1 cover gaps a..b: b - a + 1 gaps, b - a + 2 events
@@ -334,15 +339,29 @@ def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
             gap = g[gs : a + e]
             ev = order[gs : a + e + 1]  # event positions of the run (time order)
             period = float(np.median(gap))
-            spread = math.log(float(gap.max()) / float(gap.min())) / width if width > 0 else 0.0
             count = len(ev)
-            conf = (1.0 - 0.5 * spread) * (1.0 - 0.5 ** (count - 2))
+            code = int(c[gs])
+            if code not in sorted_lg:
+                t0 = int(starts[np.searchsorted(starts, gs, "right") - 1])
+                t1 = int(np.searchsorted(c, code, "right"))
+                own = lg[t0 : t1 - 1]
+                sorted_lg[code] = np.sort(own[np.isfinite(own)])
+            pool = sorted_lg[code]
+            lo_, hi_ = math.log(float(gap.min())), math.log(float(gap.max()))
+            half = max(0.5 * (hi_ - lo_), 0.005)
+            mid = 0.5 * (lo_ + hi_)
+            in_band = int(np.searchsorted(pool, mid + half, "right") - np.searchsorted(pool, mid - half, "left"))
+            others = len(pool) - len(gap)
+            p_exp = min(1.0, 2.0 * half / math.e)  # the log of an exponential gap has density <= 1/e
+            p_gap = (max(0, in_band - len(gap)) + 10.0 * p_exp) / (max(0, others) + 10.0)
+            expected = trials * (count - 1) * p_gap ** (count - 2)
             out.append(
                 _pattern(
-                    seq, "periodic", int(ev[0]), int(ev[-1]), conf,
+                    seq, "periodic", int(ev[0]), int(ev[-1]), 1.0 - expected,
                     event_type=names[int(c[gs])] if tc is not None else None,
                     period=period, count=count,
                     max_deviation=float(np.max(np.abs(gap - period)) / period),
+                    expected=expected, p_gap=p_gap,
                     indices=[int(i) for i in ev],
                 )
             )
@@ -391,29 +410,30 @@ def _windows(x: np.ndarray, width: float, min_len: int) -> list[tuple[int, int]]
 # burst
 
 
-@register_pattern("burst", defaults={"min_events": 10, "min_ratio": 10.0, "z": 3.0, "context": 20})
+@register_pattern("burst", defaults={"min_events": 10, "min_ratio": 10.0, "context": 20})
 def detect_burst(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
     """Runs of >= ``min_events`` events arriving far faster than usual (timed only).
 
-    With ``l`` the log gaps, ``c`` their median and ``s`` a robust lower-tail spread
-    (``(c - q10) / 1.2816``), a gap is short when ``l < c - max(z * s, log(min_ratio))``. A
-    maximal run of short gaps is a burst when its median gap is also >= ``min_ratio`` times
-    shorter than the median of up to ``context`` gaps on each side that has events (a lasting
-    drop is a regime change). ``details``: count, mean_gap, density_ratio (vs the sequence's
-    typical gap), context_ratio (vs the neighbours). Confidence ``1 - min_ratio / ratio``.
+    A gap is short when it is >= ``min_ratio`` times below the sequence's typical gap (the
+    median of the log gaps: robust to the bursts themselves and to outlying gaps). A maximal
+    run of short gaps is a burst when its median gap is also >= ``min_ratio`` times shorter
+    than the median of up to ``context`` gaps on each side that has events, so a lasting drop
+    of the gap level is left to ``regime_change``. No spread (MAD) enters the threshold: gap
+    distributions that alternate quiet and active spells are bimodal, which inflates any
+    spread estimate, and ``min_events`` consecutive short gaps already make a run unlikely
+    by chance. ``details``: count, mean_gap, duration, density_ratio (vs the typical gap),
+    context_ratio (vs the neighbours). Confidence ``1 - min_ratio / context_ratio``.
     """
-    k, r, z, w = int(ctx["min_events"]), float(ctx["min_ratio"]), float(ctx["z"]), int(ctx["context"])
+    k, r, w = int(ctx["min_events"]), float(ctx["min_ratio"]), int(ctx["context"])
     _need(k >= 3, f"burst: min_events must be >= 3, got {k}")
     _need(r > 1, f"burst: min_ratio must be > 1, got {r}")
-    _need(z >= 0 and w >= 1, "burst: z must be >= 0 and context >= 1")
+    _need(w >= 1, f"burst: context must be >= 1, got {w}")
     n = len(seq)
     if seq.timestamps is None or n < k:
         return []
-    lg = _log_gaps(seq.timestamps)  # [n - 1], gap i-1 precedes event i
+    lg = _log_gaps(seq.timestamps)  # [n - 1], gap i - 1 precedes event i
     c = float(np.median(lg))
-    spread = (c - float(np.quantile(lg, 0.1))) / 1.2816
-    thr = c - max(z * spread, math.log(r))
-    s_, e_ = _runs(lg < thr)
+    s_, e_ = _runs(lg < c - math.log(r))
     out: list[Pattern] = []
     for a, b in zip(s_, e_):  # gaps a..b-1 -> events a..b
         if b - a + 1 < k:
@@ -497,78 +517,6 @@ def _primitive_period(m: np.ndarray) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# motif
-
-
-@register_pattern("motif", defaults={"lengths": (3, 4, 5), "min_count": 5, "min_lift": 5.0, "max_motifs": 10})
-def detect_motif(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
-    """Contiguous type n-grams that recur far above their chance rate.
-
-    Chance rate: ``(n - L + 1) * prod(p(type))`` under independent types; kept when
-    ``count >= min_count``, ``lift >= min_lift`` and a Poisson tail bound, Bonferroni-corrected
-    over the n-grams seen, is below 1 (confidence is one minus it). A motif inside a kept
-    longer motif seen at least half as often is dropped. Span: first to last occurrence.
-    """
-    lengths = sorted({int(v) for v in ctx["lengths"]})
-    cmin, lmin, top = int(ctx["min_count"]), float(ctx["min_lift"]), int(ctx["max_motifs"])
-    _need(bool(lengths) and lengths[0] >= 2, f"motif: lengths must be >= 2, got {lengths}")
-    tc = _type_codes(seq)
-    n = len(seq)
-    if tc is None or n < lengths[0] + cmin:
-        return []
-    x, names = tc
-    known = x >= 0
-    freq = np.bincount(x[known], minlength=len(names)) / max(1, int(known.sum()))
-    cands: list[tuple[int, tuple[int, ...], int, float, np.ndarray]] = []
-    tests = 0
-    for L in lengths:
-        if n < L:
-            continue
-        win = np.lib.stride_tricks.sliding_window_view(x, L)  # [n - L + 1, L]
-        ok = (win >= 0).all(1)
-        if not ok.any():
-            continue
-        grams, inv, cnt = np.unique(win[ok], axis=0, return_inverse=True, return_counts=True)
-        inv = inv.ravel()
-        tests += len(grams)
-        starts = np.flatnonzero(ok)
-        exp_ = (n - L + 1) * np.prod(freq[grams], axis=1)
-        lift = cnt / exp_
-        for gi in np.flatnonzero((cnt >= cmin) & (lift >= lmin)):
-            g = grams[gi]
-            if (g == g[0]).all():
-                continue  # a run of one type is not a motif
-            cands.append((L, tuple(int(v) for v in g), int(cnt[gi]), float(exp_[gi]), starts[inv == gi]))
-    out: list[Pattern] = []
-    kept: list[tuple[tuple[int, ...], int]] = []
-    scored = []
-    for L, g, cnt, lam, pos in cands:
-        logp = -lam + cnt - cnt * math.log(cnt / lam)  # Chernoff bound on P(Poisson(lam) >= cnt)
-        bound = tests * math.exp(max(logp, -700.0))
-        if bound < 1.0:
-            scored.append((L, g, cnt, lam, pos, 1.0 - bound))
-    scored.sort(key=lambda r: (-r[0], -r[2]))
-    for L, g, cnt, lam, pos, conf in scored:
-        if any(_contains(big, g) and bcnt >= 0.5 * cnt for big, bcnt in kept):
-            continue
-        kept.append((g, cnt))
-        out.append(
-            _pattern(
-                seq, "motif", int(pos[0]), int(pos[-1] + L - 1), conf,
-                motif=[names[v] for v in g], count=cnt, expected=lam, lift=cnt / lam,
-                positions=[int(v) for v in pos[:1000]],
-            )
-        )
-    out.sort(key=lambda p: (-p.confidence, -p.details["count"] * math.log(p.details["lift"])))
-    return out[:top]
-
-
-def _contains(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
-    L = len(small)
-    return any(big[i : i + L] == small for i in range(len(big) - L + 1))
-
-
-# ----------------------------------------------------------------------------------------------
 # regime change
 
 
@@ -576,9 +524,10 @@ def _contains(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
 class _Signal:
     """One signal for segmentation: items at event positions ``pos`` with values ``x``.
 
-    ``kind`` "mean": a mean shift in ``x`` ``[m, k]`` (within-split variance per column,
-    divided by ``inflation`` for autocorrelated series); "multinomial": ``x`` one-hot ``[m, K]``
-    (likelihood-ratio G statistic). Prefix sums make every split of a segment O(1) per column.
+    ``kind`` "mean": a mean shift in ``x`` ``[m, k]`` (within-split variance per column);
+    "multinomial": ``x`` one-hot ``[m, K]`` (likelihood-ratio G statistic). Either statistic is
+    divided by ``inflation`` (:func:`_dispersion`) for dependent items. Prefix sums make every
+    split of a segment O(1) per column.
     """
 
     name: str
@@ -619,7 +568,7 @@ class _Signal:
                 return np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0) / nn), 0.0)
             g = 2.0 * (xlogx(s1, n1) + xlogx(s2, n2) - xlogx(tot, n1 + n2)).sum(1)
             dof = max(1, int((tot[0] > 0).sum()) - 1) if len(tot) else 1
-            return np.nan_to_num(g), dof
+            return np.nan_to_num(g) / self.inflation, dof
 
 
 def _penalty(dof: int, m: int, alpha: float, scale: float) -> float:
@@ -718,10 +667,12 @@ def detect_regime_change(seq: EventSequence, ctx: PatternContext) -> list[Patter
     if "representations" in wanted and ctx.has_representations:
         reps = ctx.representations
         if reps is not None and reps.shape[1] > 0:
-            z, infl = _rep_signal(reps, min_size)
-            signals.append(_Signal("representations", "mean", np.arange(n), z, infl))
+            z = _rep_signal(reps)
+            signals.append(_Signal("representations", "mean", np.arange(n), z))
     if not signals:
         return []
+    for sig in signals:
+        sig.inflation = _dispersion(sig.x, min_size)
 
     def score(a: int, b: int, ts: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``[len(ts)]`` best gain/penalty over signals for splits of events [a, b) at ``ts``."""
@@ -822,27 +773,108 @@ def _rank_scores(v: np.ndarray) -> np.ndarray:
     return (mid[inv.ravel()] + 0.5) / m - 0.5
 
 
-def _rep_signal(reps: np.ndarray, min_size: int, k: int = 8) -> tuple[np.ndarray, float]:
-    """Top-``k`` principal components ``[n, k]`` of ``reps`` and a variance inflation factor.
+def _dispersion(x: np.ndarray, w: int) -> float:
+    """Variance inflation of window means of ``x`` ``[m, k]`` over what independent items give.
 
-    The inflation ``(1 + rho) / (1 - rho)`` uses the mean lag-1 autocorrelation ``rho`` of the
-    components after removing a moving average of width ``4 * min_size``, so neighbouring
-    states that share context are not counted as independent evidence.
+    For independent items, means of consecutive non-overlapping windows of ``w`` items differ
+    by ``2 var / w`` in expectation; dependent items (sessions, Markov type chains, encoder
+    states that share context) differ more. Both the differences of neighbouring windows and
+    ``var`` (the spread inside each window) are local, so a real level shift does not count as
+    dependence, and the largest fifth of the window differences (where real shifts fall) is
+    left out. The estimate's own noise (about ``sqrt(2 / (J - 1))`` with ``J`` windows) is
+    subtracted, so independent items get 1. At least 1.
     """
+    m = len(x)
+    J = m // w
+    if J < 3:
+        return 1.0
+    win = x[: J * w].reshape(J, w, -1)  # [J, w, k]
+    means = win.mean(1)  # [J, k]
+    sq = np.sort((np.diff(means, axis=0) ** 2).sum(1))  # [J - 1]
+    obs = float(sq[: len(sq) - math.ceil(len(sq) / 5)].mean()) / 2.0  # the largest fifth may hold real shifts
+    iid = float(win.var(1).sum(1).mean()) * (w / (w - 1)) / w
+    return max(1.0, obs / iid - math.sqrt(2.0 / (J - 1))) if iid > 0 else 1.0
+
+
+def _rep_signal(reps: np.ndarray, k: int = 8) -> np.ndarray:
+    """Top-``k`` principal components ``[n, k]`` of per-event representations ``[n, d]``."""
     n, d = reps.shape
     x = reps - reps.mean(0)
     sub = x[:: max(1, n // 5000)]
     _, _, vt = np.linalg.svd(sub, full_matrices=False)
-    z = x @ vt[: min(k, d)].T  # [n, k]
-    w = max(3, 4 * min_size)
-    cs = np.concatenate([np.zeros((1, z.shape[1])), np.cumsum(z, 0)])
-    lo = np.clip(np.arange(n) - w // 2, 0, n)
-    hi = np.clip(np.arange(n) + w // 2 + 1, 0, n)
-    resid = z - (cs[hi] - cs[lo]) / (hi - lo)[:, None]
-    num = (resid[1:] * resid[:-1]).sum(0)
-    den = (resid**2).sum(0)
-    rho = float(np.clip(np.mean(np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)), 0.0, 0.95))
-    return z, (1 + rho) / (1 - rho)
+    return x @ vt[: min(k, d)].T
+
+
+# ----------------------------------------------------------------------------------------------
+# motif
+
+
+@register_pattern("motif", defaults={"lengths": (3, 4, 5), "min_count": 5, "min_lift": 5.0, "max_motifs": 10})
+def detect_motif(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
+    """Contiguous type n-grams that recur far above their chance rate.
+
+    Chance rate: ``(n - L + 1) * prod(p(type))`` under independent types; kept when
+    ``count >= min_count``, ``lift >= min_lift`` and a Poisson tail bound, Bonferroni-corrected
+    over the n-grams seen, is below 1 (confidence is one minus it). A motif inside a kept
+    longer motif seen at least half as often is dropped. Span: first to last occurrence.
+    """
+    lengths = sorted({int(v) for v in ctx["lengths"]})
+    cmin, lmin, top = int(ctx["min_count"]), float(ctx["min_lift"]), int(ctx["max_motifs"])
+    _need(bool(lengths) and lengths[0] >= 2, f"motif: lengths must be >= 2, got {lengths}")
+    tc = _type_codes(seq)
+    n = len(seq)
+    if tc is None or n < lengths[0] + cmin:
+        return []
+    x, names = tc
+    known = x >= 0
+    freq = np.bincount(x[known], minlength=len(names)) / max(1, int(known.sum()))
+    cands: list[tuple[int, tuple[int, ...], int, float, np.ndarray]] = []
+    tests = 0
+    for L in lengths:
+        if n < L:
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(x, L)  # [n - L + 1, L]
+        ok = (win >= 0).all(1)
+        if not ok.any():
+            continue
+        grams, inv, cnt = np.unique(win[ok], axis=0, return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+        tests += len(grams)
+        starts = np.flatnonzero(ok)
+        exp_ = (n - L + 1) * np.prod(freq[grams], axis=1)
+        lift = cnt / exp_
+        for gi in np.flatnonzero((cnt >= cmin) & (lift >= lmin)):
+            g = grams[gi]
+            if (g == g[0]).all():
+                continue  # a run of one type is not a motif
+            cands.append((L, tuple(int(v) for v in g), int(cnt[gi]), float(exp_[gi]), starts[inv == gi]))
+    out: list[Pattern] = []
+    kept: list[tuple[tuple[int, ...], int]] = []
+    scored = []
+    for L, g, cnt, lam, pos in cands:
+        logp = -lam + cnt - cnt * math.log(cnt / lam)  # Chernoff bound on P(Poisson(lam) >= cnt)
+        bound = tests * math.exp(max(logp, -700.0))
+        if bound < 1.0:
+            scored.append((L, g, cnt, lam, pos, 1.0 - bound))
+    scored.sort(key=lambda r: (-r[0], -r[2]))
+    for L, g, cnt, lam, pos, conf in scored:
+        if any(_contains(big, g) and bcnt >= 0.5 * cnt for big, bcnt in kept):
+            continue
+        kept.append((g, cnt))
+        out.append(
+            _pattern(
+                seq, "motif", int(pos[0]), int(pos[-1] + L - 1), conf,
+                motif=[names[v] for v in g], count=cnt, expected=lam, lift=cnt / lam,
+                positions=[int(v) for v in pos[:1000]],
+            )
+        )
+    out.sort(key=lambda p: (-p.confidence, -p.details["count"] * math.log(p.details["lift"])))
+    return out[:top]
+
+
+def _contains(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
+    L = len(small)
+    return any(big[i : i + L] == small for i in range(len(big) - L + 1))
 
 
 __all__ = [

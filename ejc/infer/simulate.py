@@ -158,7 +158,8 @@ def sample_step(model: EventJEPA, seqs: list[EventSequence], temperature: float,
             t_id, m_id = int(p_type[p].argmax()), int(p_mod[p].argmax())
         gap = float(gaps[p]) if s.timestamps is not None else 1.0
         modality = mods[m_id]
-        vec = heads.embedding_head(modality)(h[p : p + 1])[0].cpu().numpy() if modality in model.spec.modality_dims else None
+        tid = torch.as_tensor([t_id if V > 2 else 1], device=h.device)
+        vec = heads.predict_vector(modality, h[p : p + 1], tid)[0].cpu().numpy() if modality in model.spec.modality_dims else None
         k = min(top_k, max(1, V - 2))
         top = torch.topk(p_type[p], k)
         out.append(

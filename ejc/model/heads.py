@@ -1,4 +1,5 @@
-"""Next-event heads: type, modality, time gap (log-normal mixture), embedding, future states.
+"""Next-event heads: type, modality, time gap (log-normal mixture), embedding (given the type),
+future states.
 
 Shape legend: ``N`` rows (selected event states), ``d`` width, ``K`` mixture components,
 ``V`` type vocabulary, ``M`` modalities, ``d_m`` width of modality ``m``.
@@ -77,10 +78,16 @@ class NextEventHeads(nn.Module):
         self.modality_head = nn.Linear(d, max(1, len(self.modalities)))
         self.gap = LogNormalMixture(d, gap_mixture)
         self.embedding = nn.ModuleDict({"m_" + m.replace(".", "_"): _mlp(d, dim) for m, dim in modality_dims.items()})
+        # the vector head is conditioned on the event's type: p(vector | history, type)
+        self.type_cond = nn.Embedding(num_types, d)
         self.future = nn.ModuleList(_mlp(d, d) for _ in range(future_steps))
 
     def embedding_head(self, m: str) -> nn.Module:
         return self.embedding["m_" + m.replace(".", "_")]
+
+    def predict_vector(self, m: str, h: torch.Tensor, type_ids: torch.Tensor) -> torch.Tensor:
+        """``[N, d_m]`` vector of the next event of modality ``m`` given its type ids ``[N]``."""
+        return self.embedding_head(m)(h + self.type_cond(type_ids))
 
 
 __all__ = ["GAP_EPS", "LogNormalMixture", "NextEventHeads"]

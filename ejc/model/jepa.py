@@ -79,6 +79,16 @@ class EventJEPAModel(nn.Module):
         self.seq_predictor = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d)) if obj.jepa and obj.lambda_sequence > 0 else None
         self.heads = NextEventHeads(cfg.model.d_model, num_types, modality_dims, cfg.model.gap_mixture, obj.future_steps) if obj.future else None
 
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """``load_state_dict`` with a clear error when the checkpoint is of another architecture."""
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as e:
+            from ejc.errors import CheckpointError
+
+            first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+            raise CheckpointError(f"checkpoint does not fit this model (written by another ejc version or config?): {first}") from e
+
     # -- representations --------------------------------------------------------------------
     def encode(self, bt: BatchTensors, causal: bool = False, which: str | None = None) -> EncoderOutput:
         """Representations from ``which`` encoder (default ``model.readout``)."""
@@ -172,7 +182,7 @@ class EventJEPAModel(nn.Module):
             ok = (idx % L) > 0
             if not ok.any():
                 continue
-            pred = heads.embedding_head(m)(flat_h[idx[ok] - 1])
+            pred = heads.predict_vector(m, flat_h[idx[ok] - 1], bt.type_ids.reshape(-1)[idx[ok]])
             cos_terms.append(1 - F.cosine_similarity(pred, vec[ok], dim=-1))
         if cos_terms:
             emb = torch.cat(cos_terms).mean()

@@ -146,7 +146,7 @@ class Trainer:
         }
 
     def load_state_dict(self, model_state: dict[str, torch.Tensor], st: dict[str, Any]) -> None:
-        self.model.load_state_dict(model_state)
+        self.model.load_checkpoint_state(model_state)
         self.opt.load_state_dict(st["optimizer"])
         self.sampler.load_state_dict(st["sampler"])
         self.mask_gen.set_state(st["mask_gen"])
