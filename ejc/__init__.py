@@ -32,6 +32,10 @@ _LAZY = {
     "Config": "ejc.config",
     "load_config": "ejc.config",
     "EventJEPA": "ejc.infer.event_jepa",
+    "register_pattern": "ejc.infer.patterns",
+    "detect_patterns": "ejc.infer.patterns",
+    "Constraints": "ejc.infer.simulate",
+    "TargetState": "ejc.infer.simulate",
     "pretrain": "ejc.train.loop",
     # errors
     "EjcError": "ejc.errors",

@@ -124,26 +124,58 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.steps=500 model.d_model=64")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics, plots); an existing run resumes")
     p.add_argument("--no-calibrate", action="store_true", help="skip anomaly-threshold calibration on the training data")
+    add_tracking_options(p)
     p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke test); a later call resumes")
     p.set_defaults(func=_cmd_pretrain)
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db in the working directory)")
+    p.add_argument("--experiment", default="ejc", help="MLflow experiment name")
+    p.add_argument("--register", default="ejc-event-jepa", metavar="NAME", help="register the final model under this name")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+
+def make_tracker(args: argparse.Namespace, run_name: str) -> Any:
+    if args.no_track:
+        return None
+    from ejc.train.mlflow_tracker import MLflowTracker
+
+    return MLflowTracker(args.tracking_uri, experiment=args.experiment, run_name=run_name)
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ejc.config import load_config
     from ejc.infer.event_jepa import CALIBRATION_FILE, EventJEPA
+    from ejc.train.checkpoint import resolve_checkpoint
     from ejc.train.data import load_sequences
     from ejc.train.loop import pretrain
 
     cfg = load_config(args.config, args.overrides)
-    result = pretrain(cfg, args.events, args.out, stop_after=args.debug_steps)
-    summary = result.summary()
-    if not args.no_calibrate and result.steps >= cfg.train.steps:
-        model = EventJEPA.from_pretrained(args.out)
-        seqs, _ = load_sequences(args.events, cfg.train.min_events)
-        if model.model.heads is not None:
-            cal = model.calibrate(seqs)
-            cal.save(args.out / CALIBRATION_FILE)
-            summary["calibration"] = {"event_threshold": cal.event_threshold, "sequence_threshold": cal.sequence_threshold}
+    tracker = make_tracker(args, run_name=args.out.name)
+    status = "FAILED"
+    try:
+        result = pretrain(cfg, args.events, args.out, tracker=tracker, stop_after=args.debug_steps)
+        summary = result.summary()
+        finished = result.steps >= cfg.train.steps
+        if not args.no_calibrate and finished:
+            model = EventJEPA.from_pretrained(args.out)
+            seqs, _ = load_sequences(args.events, cfg.train.min_events)
+            if model.model.heads is not None:
+                cal = model.calibrate(seqs)
+                cal.save(args.out / CALIBRATION_FILE)
+                summary["calibration"] = {"event_threshold": cal.event_threshold, "sequence_threshold": cal.sequence_threshold}
+        if tracker is not None:
+            summary["mlflow"] = {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id}
+            if finished:
+                ckpt = resolve_checkpoint(args.out)
+                if (args.out / CALIBRATION_FILE).is_file():
+                    tracker.log_artifact(args.out / CALIBRATION_FILE)
+                summary["mlflow"]["model"] = {"name": args.register, "version": tracker.register_model(args.register, ckpt)}
+        status = "FINISHED"
+    finally:
+        if tracker is not None:
+            tracker.finish(status)
     _print_json(summary)
     return 0
 
@@ -159,13 +191,14 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default="small")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--no-track", action="store_true", help="do not log to the local MLflow store (OUT/mlflow.db)")
     p.set_defaults(func=_cmd_quickstart)
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from ejc.quickstart import run_quickstart
 
-    _print_json(run_quickstart(args.out, entities=args.entities, seed=args.seed, config=args.config, overrides=args.overrides))
+    _print_json(run_quickstart(args.out, entities=args.entities, seed=args.seed, config=args.config, overrides=args.overrides, track=not args.no_track))
     return 0
 
 

@@ -20,21 +20,34 @@ from ejc.data.synth import write_synth
 from ejc.eval.probe import mean_embedding_features, probe_accuracy
 from ejc.infer.event_jepa import CALIBRATION_FILE, EventJEPA
 from ejc.train.data import load_sequences
+from ejc.train.checkpoint import resolve_checkpoint
 from ejc.train.loop import pretrain
 
 
-def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: str = "small", overrides: list[str] | None = None) -> dict[str, Any]:
+def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: str = "small", overrides: list[str] | None = None, track: bool = True) -> dict[str, Any]:
+    """Run the quickstart in ``out``; with ``track`` the run and model go to ``out/mlflow.db``."""
     t0 = time.perf_counter()
     out = Path(out)
     synth = write_synth(out / "synth", num_entities=entities, seed=seed)
     ing = ingest(out / "synth" / "events.parquet", out / "ingested", format="parquet")
     cfg = load_config(config, [f"train.seed={seed}", *(overrides or [])])
     run = out / "model"
-    result = pretrain(cfg, out / "ingested", run)
+    tracker = None
+    if track:
+        from ejc.train.mlflow_tracker import MLflowTracker, default_tracking_uri
+
+        tracker = MLflowTracker(default_tracking_uri(out), experiment="ejc-quickstart", run_name="quickstart")
+    result = pretrain(cfg, out / "ingested", run, tracker=tracker, resume=False)
     model = EventJEPA.from_pretrained(run)
     seqs, _ = load_sequences(out / "ingested", cfg.train.min_events)
     cal = model.calibrate(seqs)
     cal.save(run / CALIBRATION_FILE)
+    mlflow_info = None
+    if tracker is not None:
+        tracker.log_artifact(run / CALIBRATION_FILE)
+        version = tracker.register_model("ejc-quickstart", resolve_checkpoint(run))
+        tracker.finish()
+        mlflow_info = {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id, "model": "ejc-quickstart", "version": version}
 
     truth = json.loads((out / "synth" / "truth.json").read_text())
     cls = {e["id"]: e["class"] for e in truth["entities"]}
@@ -56,6 +69,7 @@ def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: 
         "chance": round(1.0 / len(set(y.tolist())), 4),
         "anomaly_thresholds": {"event": cal.event_threshold, "sequence": cal.sequence_threshold},
         "loss_curve": str(run / "loss_curve.png"),
+        "mlflow": mlflow_info,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

@@ -19,7 +19,7 @@ def test_pretrain_cli_trains_resumes_and_calibrates(tmp_path, capsys):
     events = tmp_path / "events.parquet"
     pq.write_table(random_table(num=12, seed=2), events)
     out = tmp_path / "run"
-    args = ["pretrain", "--events", str(events), "--config", "tiny", "train.steps=4", "train.checkpoint_every=2", "--out", str(out)]
+    args = ["pretrain", "--events", str(events), "--config", "tiny", "train.steps=4", "train.checkpoint_every=2", "--out", str(out), "--no-track"]
     assert main(args + ["--debug-steps", "2"]) == 0
     first = _last_json(capsys.readouterr().out)
     assert first["steps"] == 2 and "calibration" not in first  # not finished: no calibration yet
@@ -42,7 +42,7 @@ def test_pretrain_cli_reports_every_config_problem_without_traceback(tmp_path):
 
 
 def test_quickstart_runs_end_to_end(tmp_path, capsys):
-    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--entities", "24", "--config", "tiny", "train.steps=6"]) == 0
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--entities", "24", "--config", "tiny", "train.steps=6", "--no-track"]) == 0
     res = _last_json(capsys.readouterr().out)
     assert res["ingest"]["read"] == res["synth"]["events"] == res["ingest"]["accepted"]
     assert res["pretrain"]["steps"] == 6
@@ -50,3 +50,21 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert set(probe) == {"ejc_jepa", "random_encoder", "mean_raw_embedding"}
     assert all(0.0 <= v <= 1.0 for v in probe.values())
     assert res["chance"] == 0.25
+    assert res["mlflow"] is None
+
+
+def test_pretrain_cli_tracks_and_registers(tmp_path, capsys):
+    import pyarrow.parquet as pq
+    from mlflow.tracking import MlflowClient
+
+    events = tmp_path / "events.parquet"
+    pq.write_table(random_table(num=8, seed=5), events)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["pretrain", "--events", str(events), "--config", "tiny", "train.steps=3", "--out", str(tmp_path / "run"), "--tracking-uri", uri, "--experiment", "cli", "--register", "cli-model"]
+    assert main(args) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["mlflow"]["model"] == {"name": "cli-model", "version": "1"}
+    client = MlflowClient(uri, registry_uri=uri)
+    run = client.get_run(res["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["loss"] == res["last"]["loss"]
+    assert "calibration.json" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -36,6 +36,10 @@ def seq_from(gaps: np.ndarray, types: np.ndarray | None, timed: bool = True) -> 
     return EventSequence(timestamps=t if timed else None, event_types=types, id="s")
 
 
+def t_of(i: int, gaps: np.ndarray) -> float:
+    return float((1.7e9 + np.cumsum(gaps))[i])
+
+
 def of(kind: str, pats: list[Pattern]) -> list[Pattern]:
     return [p for p in pats if p.kind == kind]
 
@@ -106,6 +110,18 @@ def test_cycle_exact_span_and_motif():
     assert detect_patterns(seq, kinds="cycle", cycle={"min_repeats": 7}) == []
 
 
+def test_motif_recurring_ngram():
+    _, types = poisson(1000, seed=16)
+    starts = np.arange(20, 980, 80)  # 12 scattered occurrences, not back to back (not a cycle)
+    for a in starts:
+        types[a : a + 4] = ["x", "y", "z", "w"]
+    found = detect_patterns(seq_from(np.full(1000, 60.0), types), kinds=["motif", "cycle"])
+    (m,) = found
+    assert m.kind == "motif" and m.details["motif"] == ["x", "y", "z", "w"] and m.details["count"] == 12
+    assert m.details["positions"] == starts.tolist() and (m.start_index, m.end_index) == (20, 903)
+    assert m.details["lift"] > 100 and m.confidence > 0.99
+
+
 def test_regime_change_in_gaps():
     gaps, types = poisson(600, seed=5)
     gaps[200:] *= 10.0
@@ -113,7 +129,7 @@ def test_regime_change_in_gaps():
     assert abs(rc.details["index"] - 200) <= 3
     assert 5 < rc.details["gap_ratio"] < 20
     assert (rc.start_index, rc.end_index) == (0, 599)  # the two regimes compared
-    assert rc.details["time"] == rc.start + (rc.details["time"] - rc.start)
+    assert rc.details["time"] == t_of(rc.details["index"], gaps)
     assert rc.confidence > 0.9
 
 
@@ -190,6 +206,7 @@ def test_tiny_sequences(n):
     seq = seq_from(gaps[:n], types[:n])
     assert detect_patterns(seq) == []
     assert detect_patterns(EventSequence(timestamps=np.zeros(n))) == []  # equal timestamps, no types
+    assert detect_patterns(EventSequence(timestamps=np.arange(n) * 60.0, event_types=[None] * n)) == []
 
 
 def test_results_sorted_and_well_formed():

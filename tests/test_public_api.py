@@ -10,6 +10,7 @@ PUBLIC = [
     "EventJEPA", "EventSequence", "ReaderError", "SchemaError", "TableSpec", "TypeVocab", "Validator",
     "create_embedder", "generate_synthetic", "ingest", "load_config", "pretrain", "read_events",
     "register_embedding_type", "sequences_from_table", "__version__",
+    "register_pattern", "detect_patterns", "Constraints", "TargetState",
 ]
 
 

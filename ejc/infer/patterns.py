@@ -18,19 +18,20 @@ data set) and cost O(n) or O(n log n) in the sequence length:
 
 * ``periodic`` (timed): per event type, maximal runs of >= ``min_repeats`` occurrences whose
   consecutive gaps satisfy ``max / min <= 1 + tolerance`` (so every gap is within
-  ``tolerance`` of the run's median gap, the reported ``period``).
-* ``burst`` (timed): maximal runs of >= ``min_events`` events whose gaps are far below the
-  sequence's typical gap (log gaps under ``median - max(z * spread, log(min_ratio))``, the
-  spread a robust lower-tail scale) and >= ``min_ratio`` times denser than the events just
-  before and after, so a lasting drop in the gap level is a regime change, not a burst.
+  ``tolerance`` of the run's median gap, the reported ``period``); confidence is one minus the
+  expected number of runs as tight under chance (the type's other gaps as the null).
+* ``burst`` (timed): maximal runs of >= ``min_events`` events whose gaps are >= ``min_ratio``
+  times below the sequence's typical (median) gap and below the gaps just before and after,
+  so a lasting drop of the gap level is a regime change, not a burst.
 * ``cycle``: a primitive motif of 2-6 types repeated >= ``min_repeats`` times back to back in
   the type sequence (one vectorised pass per motif length).
 * ``regime_change``: binary segmentation of the sequence with a penalty, on up to three
   signals: ranks of the log gaps (timed), the event-type distribution, and the per-event
   representations when given; events of bursts, periodic runs and cycles are left out first
-  (transient patterns are explained away, a regime is what persists). A change is kept when
-  it is significant on one signal and large enough there (gap-level ratio >= ``min_gap_ratio``
-  or type total-variation shift >= ``min_type_shift``).
+  (transient patterns are explained away, a regime is what persists), and each statistic is
+  deflated by the signal's measured dependence. A change is kept when it is significant on
+  one signal and large enough there (gap-level ratio >= ``min_gap_ratio`` or type
+  total-variation shift >= ``min_type_shift``).
 * ``motif``: contiguous type n-grams (length 3-5) seen far more often than their chance rate
   under independent types (lift, a Poisson tail bound with a Bonferroni correction).
 
@@ -80,7 +81,6 @@ class Pattern:
 class _Detector:
     fn: DetectorFn
     defaults: dict[str, Any] | None  # None: accepts any option
-    wants_representations: bool
 
 
 _REGISTRY: dict[str, _Detector] = {}
@@ -108,7 +108,7 @@ def register_pattern(
     def deco(fn: DetectorFn) -> DetectorFn:
         if name in _REGISTRY and not override:
             raise EjcError(f"pattern kind {name!r} is already registered; pass override=True to replace it")
-        _REGISTRY[name] = _Detector(fn, None if defaults is None else dict(defaults), False)
+        _REGISTRY[name] = _Detector(fn, None if defaults is None else dict(defaults))
         return fn
 
     return deco
@@ -301,10 +301,17 @@ def _pattern(seq: EventSequence, kind: str, s: int, e: int, conf: float, **detai
 def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
     """Per event type, runs of >= ``min_repeats`` occurrences at a steady period (timed only).
 
-    A run is maximal among runs whose gaps have ``max / min <= 1 + tolerance``; overlapping
-    candidates of one type keep the longest. Confidence grows with regularity (the gaps'
-    spread relative to the tolerance) and with the number of occurrences. Without event types
-    the whole sequence is one type (a heartbeat log).
+    A run is maximal among runs whose gaps have ``max / min <= 1 + tolerance`` (a stricter
+    form of "every gap within ``tolerance`` of the median"); overlapping candidates of one type
+    keep the longest. Confidence is ``1 - E`` with ``E`` the expected number of runs of ``c``
+    occurrences this steady by chance, ``E = G (c - 1) p^(c - 2)``: ``G`` the same-type gaps of
+    the sequence and ``p`` the share of the type's gaps outside the run that fall in a window
+    of log-width ``log(1 + tolerance)`` around the period, shrunk towards the share under a
+    Poisson process (10 pseudo-gaps). Shuffling a type's gaps yields about as many runs as
+    real data shows, so the type's own gaps are the right null; a type seen only in its run
+    has no other gaps and gets the Poisson share. Without event types the whole sequence is one type (a heartbeat log).
+    ``details``: event_type, period (median gap), count, max_deviation (relative), expected,
+    indices (the occurrences).
     """
     k, tol = int(ctx["min_repeats"]), float(ctx["tolerance"])
     _need(k >= 3, f"periodic: min_repeats must be >= 3, got {k}")
@@ -347,13 +354,12 @@ def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
                 own = lg[t0 : t1 - 1]
                 sorted_lg[code] = np.sort(own[np.isfinite(own)])
             pool = sorted_lg[code]
-            lo_, hi_ = math.log(float(gap.min())), math.log(float(gap.max()))
-            half = max(0.5 * (hi_ - lo_), 0.005)
-            mid = 0.5 * (lo_ + hi_)
-            in_band = int(np.searchsorted(pool, mid + half, "right") - np.searchsorted(pool, mid - half, "left"))
+            mid = math.log(period)
+            in_band = int(np.searchsorted(pool, mid + width / 2, "right") - np.searchsorted(pool, mid - width / 2, "left"))
+            inside = int(((np.log(gap) >= mid - width / 2) & (np.log(gap) <= mid + width / 2)).sum())
             others = len(pool) - len(gap)
-            p_exp = min(1.0, 2.0 * half / math.e)  # the log of an exponential gap has density <= 1/e
-            p_gap = (max(0, in_band - len(gap)) + 10.0 * p_exp) / (max(0, others) + 10.0)
+            p_exp = min(1.0, width / math.e)  # the log of an exponential gap has density <= 1/e
+            p_gap = (max(0, in_band - inside) + 10.0 * p_exp) / (max(0, others) + 10.0)
             expected = trials * (count - 1) * p_gap ** (count - 2)
             out.append(
                 _pattern(
@@ -361,7 +367,7 @@ def detect_periodic(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
                     event_type=names[int(c[gs])] if tc is not None else None,
                     period=period, count=count,
                     max_deviation=float(np.max(np.abs(gap - period)) / period),
-                    expected=expected, p_gap=p_gap,
+                    expected=expected,
                     indices=[int(i) for i in ev],
                 )
             )
@@ -600,10 +606,12 @@ def detect_regime_change(seq: EventSequence, ctx: PatternContext) -> list[Patter
 
     Signals (each where available and named in ``signals``): ``gaps`` — uniform rank scores of
     the log gaps (robust to outliers and to any gap distribution); ``types`` — one-hot event
-    types (the ``max_types`` most frequent, the rest pooled); ``representations`` — the top
-    principal components of the per-event states, with a variance inflation for their
-    autocorrelation. Events of the kinds in ``explain_away`` are left out first (burst events
-    after the first, the occurrences of periodic runs, cycle events for the type signal).
+    types (the ``max_types`` most frequent, the rest pooled); ``representations`` — the top 8
+    principal components of the per-event states. Each signal's statistic is divided by its
+    measured dependence (:func:`_dispersion`: sessions, Markov chains and encoder states that
+    share context are not independent evidence). Events of the kinds in ``explain_away`` are
+    left out first (burst events after the first, the occurrences of periodic runs, cycle
+    events for the type signal).
 
     Binary segmentation: a segment is split where ``max_signal gain / penalty`` is largest if
     that exceeds 1, segments keeping >= ``min_size`` events and items. Then every change is
@@ -837,17 +845,26 @@ def detect_motif(seq: EventSequence, ctx: PatternContext) -> list[Pattern]:
         ok = (win >= 0).all(1)
         if not ok.any():
             continue
-        grams, inv, cnt = np.unique(win[ok], axis=0, return_inverse=True, return_counts=True)
+        rows = win[ok]  # [w, L]
+        K = max(1, len(names))
+        if K**L < 2**62:  # one int64 key per n-gram: a 1-d unique is much faster than axis=0
+            key = rows @ (K ** np.arange(L - 1, -1, -1, dtype=np.int64))
+            _, first, inv, cnt = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+            grams = rows[first]
+        else:
+            grams, inv, cnt = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
         inv = inv.ravel()
+        by_gram = np.flatnonzero(ok)[np.argsort(inv, kind="stable")]  # window starts grouped by n-gram
+        bounds = np.concatenate([[0], np.cumsum(cnt)])
         tests += len(grams)
-        starts = np.flatnonzero(ok)
         exp_ = (n - L + 1) * np.prod(freq[grams], axis=1)
         lift = cnt / exp_
         for gi in np.flatnonzero((cnt >= cmin) & (lift >= lmin)):
             g = grams[gi]
             if (g == g[0]).all():
                 continue  # a run of one type is not a motif
-            cands.append((L, tuple(int(v) for v in g), int(cnt[gi]), float(exp_[gi]), starts[inv == gi]))
+            pos = by_gram[bounds[gi] : bounds[gi + 1]]
+            cands.append((L, tuple(int(v) for v in g), int(cnt[gi]), float(exp_[gi]), pos))
     out: list[Pattern] = []
     kept: list[tuple[tuple[int, ...], int]] = []
     scored = []
