@@ -95,7 +95,7 @@ def ingest(
                 q_writer.write_table(chunk.quarantine)
             accepted, quarantine = validator.validate(chunk.table, str(source))
             if embedder is not None and accepted.num_rows:
-                accepted = _embed_missing(accepted, embedder, validator)
+                accepted = embed_missing(accepted, embedder, validator.dims)
             report.add(accepted, quarantine)
             if accepted.num_rows:
                 ev_writer.write_table(accepted)
@@ -123,19 +123,23 @@ def ingest(
     return result
 
 
-def _embed_missing(table: pa.Table, embedder: Any, validator: Validator) -> pa.Table:
-    """Give every row without a vector one from ``embedder`` (rows with vectors are untouched)."""
+def embed_missing(table: pa.Table, embedder: Any, dims: dict[str, int]) -> pa.Table:
+    """Give every row without a vector one from ``embedder`` (rows with vectors are untouched).
+
+    ``dims`` maps modality -> width seen so far; the embedder's modality is added to it, and a
+    clash with an existing width is a :class:`SchemaError`.
+    """
     need = np.asarray(pc.is_null(table.column("embedding")).to_numpy(zero_copy_only=False), bool)
     if not need.any():
         return table
     cfg = embedder.config()
-    have = validator.dims.get(cfg.modality)
+    have = dims.get(cfg.modality)
     if have is not None and have != cfg.dim:
         raise SchemaError(
             f"embedder {cfg.modality!r} makes {cfg.dim}-d vectors but the data already has "
             f"{have}-d vectors of modality {cfg.modality!r}; give the embedder another modality name"
         )
-    validator.dims[cfg.modality] = cfg.dim
+    dims[cfg.modality] = cfg.dim
     idx = np.flatnonzero(need)
     vecs = np.asarray(embedder.embed_table(table.take(pa.array(idx))), dtype=np.float32)
     if vecs.shape != (len(idx), cfg.dim) or not np.isfinite(vecs).all():
@@ -157,4 +161,4 @@ def _embed_missing(table: pa.Table, embedder: Any, validator: Validator) -> pa.T
     order = np.argsort(np.concatenate([keep, idx]), kind="stable")
     return merged.take(pa.array(order))
 
-__all__ = ["EMBED_CHOICES", "IngestResult", "ingest"]
+__all__ = ["EMBED_CHOICES", "IngestResult", "embed_missing", "ingest"]

@@ -308,6 +308,11 @@ class Validator:
 
     def validate(self, raw: pa.Table, source: str = "") -> tuple[pa.Table, pa.Table]:
         """Split ``raw`` into ``(accepted, quarantine)``; see the module docstring."""
+        accepted, quarantine, _ = self.split(raw, source)
+        return accepted, quarantine
+
+    def split(self, raw: pa.Table, source: str = "") -> tuple[pa.Table, pa.Table, np.ndarray]:
+        """Like :meth:`validate`, plus the ``[len(accepted)]`` positions in ``raw`` of the accepted rows."""
         n = raw.num_rows
         unknown = [c for c in raw.column_names if c not in EVENT_COLUMNS and c != "_row"]
         if unknown:
@@ -412,7 +417,7 @@ class Validator:
             )
         else:
             quarantine = empty_quarantine_table()
-        return accepted, quarantine
+        return accepted, quarantine, good
 
 
 def _jsonable(rec: dict[str, Any]) -> dict[str, Any]:
