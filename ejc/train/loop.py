@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,24 +96,37 @@ class TrainResult:
 
 
 class Trainer:
-    """Model + optimiser + data order + RNGs; :meth:`step` does one optimiser step."""
+    """Model + optimiser + data order + RNGs; :meth:`step` does one optimiser step.
 
-    def __init__(self, cfg: Config, spec: DataSpec, windows: list[EventSequence], device: torch.device | str = "cpu"):
+    ``wrap`` wraps the model for the forward pass (e.g. Ray Train's ``prepare_model`` for DDP);
+    the EMA update and checkpoints always use the unwrapped model. Without ``windows`` the
+    caller feeds every step its sequences (e.g. from a Ray dataset shard).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        spec: DataSpec,
+        windows: list[EventSequence] | None,
+        device: torch.device | str = "cpu",
+        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    ):
         self.cfg, self.spec, self.windows = cfg, spec, windows
         self.device = torch.device(device)
         torch.manual_seed(cfg.train.seed)
         self.model = EventJEPAModel(cfg, spec.modality_dims, len(spec.vocab)).to(self.device)
+        self.net = wrap(self.model) if wrap is not None else self.model
         self.opt = torch.optim.AdamW(param_groups(self.model), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        self.sampler = BatchSampler(len(windows), cfg.train.batch_size, cfg.train.seed)
+        self.sampler = BatchSampler(len(windows), cfg.train.batch_size, cfg.train.seed) if windows is not None else None
         self.mask_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.step_no = 0
         self.pad_multiple = 2 ** (cfg.model.num_levels - 1) if cfg.model.encoder == "hierarchical" else 1
 
-    def batch(self, idx: np.ndarray):  # noqa: ANN201
-        seqs = [self.windows[i] for i in idx]
+    def batch(self, seqs: list[EventSequence]):  # noqa: ANN201
         return to_tensors(self.spec.collate(seqs, self.cfg.train.max_len, self.pad_multiple), self.device)
 
-    def step(self) -> dict[str, float]:
+    def step(self, seqs: list[EventSequence] | None = None) -> dict[str, float]:
+        """One optimiser step on ``seqs`` (default: the next batch of the local sampler)."""
         cfg, s = self.cfg, self.step_no
         lr, wd = lr_at(cfg, s), wd_at(cfg, s)
         for g in self.opt.param_groups:
@@ -120,9 +134,13 @@ class Trainer:
             g["weight_decay"] = wd * g.get("wd_scale", 1.0)
         self.model.train()
         t0 = time.perf_counter()
-        bt = self.batch(self.sampler.next())
+        if seqs is None:
+            if self.sampler is None or self.windows is None:
+                raise ValueError("Trainer.step needs sequences when the trainer has no windows of its own")
+            seqs = [self.windows[i] for i in self.sampler.next()]
+        bt = self.batch(seqs)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss, parts = self.model(bt, self.mask_gen)
+            loss, parts = self.net(bt, self.mask_gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {s}; lower train.lr or check the data for extreme values")
         self.opt.zero_grad(set_to_none=True)
@@ -140,7 +158,7 @@ class Trainer:
         return {
             "step": self.step_no,
             "optimizer": self.opt.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.sampler.state_dict() if self.sampler is not None else None,
             "mask_gen": self.mask_gen.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -148,7 +166,8 @@ class Trainer:
     def load_state_dict(self, model_state: dict[str, torch.Tensor], st: dict[str, Any]) -> None:
         self.model.load_checkpoint_state(model_state)
         self.opt.load_state_dict(st["optimizer"])
-        self.sampler.load_state_dict(st["sampler"])
+        if self.sampler is not None and st.get("sampler") is not None:
+            self.sampler.load_state_dict(st["sampler"])
         self.mask_gen.set_state(st["mask_gen"])
         torch.set_rng_state(st["torch_rng"])
         self.step_no = int(st["step"])

@@ -30,13 +30,18 @@ def default_tracking_uri(workdir: str | os.PathLike[str] = ".") -> str:
 
 
 class MLflowTracker:
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "ejc", run_name: str | None = None, tags: dict[str, str] | None = None):
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "ejc", run_name: str | None = None, tags: dict[str, str] | None = None, run_id: str | None = None):
+        """Start a run in ``experiment``, or attach to the existing ``run_id`` (e.g. from a Ray worker)."""
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as e:  # pragma: no cover - mlflow is a core dependency
             raise MissingDependencyError("mlflow", "dev", "experiment tracking") from e
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        if run_id is not None:
+            run = self.client.get_run(run_id)
+            self.experiment_id, self.run_id, self.artifact_uri = run.info.experiment_id, run_id, run.info.artifact_uri
+            return
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             artifact_location = None

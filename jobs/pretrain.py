@@ -1,0 +1,215 @@
+"""Distributed JEPA pretraining with Ray Train (``ray job submit -- python jobs/pretrain.py ...``).
+
+    python jobs/pretrain.py --events DIR --config PRESET_OR_YAML [key=value ...] [--num-workers N]
+        [--use-gpu] [--tracking-uri URI] [--experiment NAME] [--out DIR] [--name NAME]
+        [--debug-steps N] [--max-failures N] [--no-track]
+
+Wiring only (model logic lives in ``ejc``): the event table (Parquet file or directory) is read
+with Ray Data, hash-partitioned by entity, sorted and cut into windows
+(:func:`ejc.data.windows.windows_batch`); the type vocabulary and modality widths are computed
+with Ray Data aggregations on the driver; a ``TorchTrainer`` runs :class:`ejc.train.loop.Trainer`
+on every worker under DDP (gloo on CPU, nccl + bf16 autocast on GPU), fed by
+``get_dataset_shard("train")``. ``train.batch_size`` is the global batch. Checkpoints go through
+``ray.train.report`` (rank 0 writes them); a restarted worker group resumes from the latest one
+(``FailureConfig``), and re-running with the same ``--out`` and ``--name`` resumes the run. The
+driver opens the MLflow run and logs params; rank 0 logs step metrics and the loss-curve plot;
+the driver registers the final checkpoint in the MLflow model registry.
+
+With no ``RAY_ADDRESS`` the job starts a local Ray with explicit resources (``--num-cpus``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", required=True, help="event table: a Parquet file or a directory of them (ejc ingest / pipelines output)")
+    p.add_argument("--config", default="base", help="preset (tiny, small, base) or YAML file")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--use-gpu", action="store_true")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray started when no cluster address is set")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///mlflow.db in the working directory)")
+    p.add_argument("--experiment", default="ejc")
+    p.add_argument("--register", default="ejc-event-jepa", help="registered model name")
+    p.add_argument("--no-track", action="store_true")
+    p.add_argument("--out", default="runs/ray", help="Ray Train storage path (shared storage on a multi-node cluster)")
+    p.add_argument("--name", default="pretrain", help="run name under --out; the same name resumes")
+    p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke run)")
+    p.add_argument("--max-failures", type=int, default=2, help="worker-group restarts allowed (FailureConfig)")
+    p.add_argument("--num-partitions", type=int, default=8, help="entity hash partitions for windowing")
+    return p.parse_args(argv)
+
+
+def data_spec_from_dataset(ds: Any, max_types: int) -> Any:
+    """Modality widths and the type vocabulary of an event dataset, by Ray Data aggregation."""
+    from ejc.data.train_spec import modality_dims_batch
+    from ejc.embed.tokens import TypeVocab
+    from ejc.train.data import DataSpec
+
+    dims: dict[str, int] = {}
+    for row in ds.map_batches(modality_dims_batch, batch_format="pyarrow").take_all():
+        if dims.setdefault(row["modality"], row["dim"]) != row["dim"] and row["dim"] > 0:
+            raise SystemExit(f"modality {row['modality']!r} has widths {dims[row['modality']]} and {row['dim']}; fix the event table")
+    mods = [m for m in dims]
+    dims = {m: d for m, d in dims.items() if d > 0}
+    counts = {r["event_type"]: r["count()"] for r in ds.groupby("event_type").count().take_all() if r["event_type"] is not None}
+    return DataSpec(dims, TypeVocab.build(counts, max_size=max_types - 2), mods)
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    from ejc.config import Config
+    from ejc.data.windows import windows_to_sequences
+    from ejc.train.checkpoint import load_checkpoint
+    from ejc.train.data import DataSpec
+    from ejc.train.loop import Trainer, plot_loss_curves
+    from ejc.train.tracking import NullTracker
+
+    cfg = Config.from_dict(config["config"])
+    spec = DataSpec.from_dict(config["spec"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    per_worker = max(1, cfg.train.batch_size // world)
+
+    def wrap(m: Any) -> Any:
+        return ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"find_unused_parameters": True}) if world > 1 else m.to(device)
+
+    trainer = Trainer(cfg, spec, None, device, wrap=wrap)
+    trainer.mask_gen.manual_seed(cfg.train.seed + 1 + rank)  # different masks per worker
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            _, _, state, tstate, _ = load_checkpoint(d)
+            trainer.load_state_dict(state, tstate)
+    tracker: Any = NullTracker()
+    if rank == 0 and config.get("run_id"):
+        from ejc.train.mlflow_tracker import MLflowTracker
+
+        tracker = MLflowTracker(config["tracking_uri"], run_id=config["run_id"])
+    shard = ray.train.get_dataset_shard("train")
+
+    def batches():  # noqa: ANN202
+        while True:
+            got = False
+            for b in shard.iter_batches(batch_size=per_worker, batch_format="pyarrow"):
+                got = True
+                yield windows_to_sequences(b)
+            if not got:
+                raise RuntimeError(f"worker {rank} received no training windows; use fewer workers or more data")
+
+    it = batches()
+    end = cfg.train.steps if config.get("stop_after") is None else min(cfg.train.steps, trainer.step_no + int(config["stop_after"]))
+    history: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    while trainer.step_no < end:
+        parts = trainer.step(next(it))
+        s = trainer.step_no
+        parts["events_per_s_global"] = parts["events_per_s"] * world
+        if rank == 0 and (s % cfg.train.log_every == 0 or s == end):
+            tracker.log_metrics(parts, s)
+            history.append({"step": s, **parts})
+        if s % cfg.train.checkpoint_every == 0 or s == end:
+            with tempfile.TemporaryDirectory() as tmp:
+                checkpoint = Checkpoint.from_directory(str(trainer.save(tmp))) if rank == 0 else None
+                ray.train.report({"step": s, "loss": parts["loss"], "eff_rank": parts.get("eff_rank", float("nan"))}, checkpoint=checkpoint)
+    if rank == 0 and history:
+        with tempfile.TemporaryDirectory() as tmp:
+            tracker.log_artifact(plot_loss_curves(history, Path(tmp) / "loss_curve.png"))
+            tracker.log_metrics({"train_seconds": time.perf_counter() - t0, "workers": float(world)}, trainer.step_no)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ejc.config import load_config
+    from ejc.errors import EjcError
+
+    try:
+        cfg = load_config(args.config, args.overrides)  # every config problem before any work
+    except EjcError as e:
+        print(f"pretrain: error: {e}", file=sys.stderr)
+        return 2
+    import ray
+    import ray.data
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from ejc.data.windows import windows_batch
+
+    address = os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None)
+    t0 = time.perf_counter()
+    events = ray.data.read_parquet(args.events, columns=["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
+    spec = data_spec_from_dataset(events, cfg.model.max_types)
+    windows = events.repartition(args.num_partitions, keys=["entity_id"]).map_batches(
+        windows_batch,
+        fn_kwargs={"length": cfg.train.max_len, "stride": cfg.train.stride, "min_events": cfg.train.min_events},
+        batch_size=None,
+        batch_format="pyarrow",
+    ).materialize()
+    tracker = None
+    if not args.no_track:
+        from ejc.train.mlflow_tracker import MLflowTracker
+
+        tracker = MLflowTracker(args.tracking_uri, experiment=args.experiment, run_name=args.name)
+        tracker.log_params({**cfg.flat(), "data.modalities": spec.modalities, "data.types": len(spec.vocab), "data.windows": windows.count(), "ray.num_workers": args.num_workers, "ray.use_gpu": args.use_gpu})
+    storage = str(Path(args.out).resolve()) if "://" not in args.out else args.out
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "config": cfg.to_dict(),
+            "spec": spec.to_dict(),
+            "stop_after": args.debug_steps,
+            "run_id": tracker.run_id if tracker else None,
+            "tracking_uri": tracker.tracking_uri if tracker else None,
+        },
+        scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=args.use_gpu),
+        run_config=RunConfig(storage_path=storage, name=args.name, failure_config=FailureConfig(max_failures=args.max_failures)),
+        datasets={"train": windows},
+    )
+    status = "FAILED"
+    summary: dict[str, Any] = {}
+    try:
+        result = trainer.fit()
+        summary = {"steps": int(result.metrics.get("step", 0)), "loss": result.metrics.get("loss"), "eff_rank": result.metrics.get("eff_rank"), "checkpoint": result.checkpoint.path if result.checkpoint else None}
+        if result.checkpoint is not None:
+            final = Path(storage) / args.name / "model"
+            shutil.rmtree(final, ignore_errors=True)
+            with result.checkpoint.as_directory() as d:
+                shutil.copytree(d, final)
+            summary["model_dir"] = str(final)
+            if tracker is not None and summary["steps"] >= cfg.train.steps:
+                summary["mlflow_model"] = {"name": args.register, "version": tracker.register_model(args.register, final)}
+        status = "FINISHED"
+    finally:
+        if tracker is not None:
+            tracker.finish(status)
+            summary["mlflow_run_id"] = tracker.run_id
+            summary["tracking_uri"] = tracker.tracking_uri
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["workers"] = args.num_workers
+    print(json.dumps(summary, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
