@@ -331,6 +331,17 @@ def _impute_missing(ts: np.ndarray) -> tuple[np.ndarray | None, int]:
 # windows and batches
 
 
+def window_starts(n: int, length: int, stride: int) -> list[int]:
+    """Start positions of windows of ``length`` every ``stride`` over ``n`` events, the last one
+    aligned to the end (``[0]`` when ``n <= length``)."""
+    if n <= length:
+        return [0]
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] + length < n:
+        starts.append(n - length)
+    return starts
+
+
 def window_sequence(seq: EventSequence, length: int, stride: int | None = None) -> list[EventSequence]:
     """Cut a long sequence into windows of ``length`` events every ``stride`` events.
 
@@ -342,14 +353,9 @@ def window_sequence(seq: EventSequence, length: int, stride: int | None = None) 
         raise ValueError(f"window length must be positive, got {length}")
     if stride is not None and stride <= 0:
         raise ValueError(f"window stride must be positive (or None for the window length), got {stride}")
-    stride = stride or length
-    n = len(seq)
-    if n <= length:
+    if len(seq) <= length:
         return [seq]
-    starts = list(range(0, n - length + 1, stride))
-    if starts[-1] + length < n:
-        starts.append(n - length)
-    return [seq[s : s + length] for s in starts]
+    return [seq[s : s + length] for s in window_starts(len(seq), length, stride or length)]
 
 
 @dataclass
@@ -441,4 +447,4 @@ def collate(
     return PaddedBatch(vectors, vector_index, modality_ids, type_ids, times, abs_times, has_time, valid, list(modalities), [s.id for s in seqs])
 
 
-__all__ = ["EventSequence", "PaddedBatch", "collate", "sequences_from_table", "window_sequence"]
+__all__ = ["EventSequence", "PaddedBatch", "collate", "sequences_from_table", "window_sequence", "window_starts"]

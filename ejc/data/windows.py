@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ejc.data.sequence import EventSequence
+from ejc.data.sequence import EventSequence, window_starts
 
 WINDOW_SCHEMA = pa.schema(
     [
@@ -53,9 +53,7 @@ def windows_batch(events: pa.Table, length: int, stride: int | None = None, min_
         n = e - s
         if n < min_events:
             continue
-        w_starts = [0] if n <= length else list(range(0, n - length + 1, stride))
-        if n > length and w_starts[-1] + length < n:
-            w_starts.append(n - length)
+        w_starts = window_starts(n, length, stride)
         timed = not np.isnan(ts[s:e]).all()
         for w, ws in enumerate(w_starts):
             a, b = s + ws, min(e, s + ws + length)
