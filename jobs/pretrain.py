@@ -55,18 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def data_spec_from_dataset(ds: Any, max_types: int) -> Any:
     """Modality widths and the type vocabulary of an event dataset, by Ray Data aggregation."""
-    from ejc.data.train_spec import modality_dims_batch
-    from ejc.embed.tokens import TypeVocab
-    from ejc.train.data import DataSpec
+    from ejc.train.data import data_spec_from_summaries, modality_dims_batch
 
-    dims: dict[str, int] = {}
-    for row in ds.map_batches(modality_dims_batch, batch_format="pyarrow").take_all():
-        if dims.setdefault(row["modality"], row["dim"]) != row["dim"] and row["dim"] > 0:
-            raise SystemExit(f"modality {row['modality']!r} has widths {dims[row['modality']]} and {row['dim']}; fix the event table")
-    mods = [m for m in dims]
-    dims = {m: d for m, d in dims.items() if d > 0}
+    dim_rows = ds.map_batches(modality_dims_batch, batch_format="pyarrow").take_all()
     counts = {r["event_type"]: r["count()"] for r in ds.groupby("event_type").count().take_all() if r["event_type"] is not None}
-    return DataSpec(dims, TypeVocab.build(counts, max_size=max_types - 2), mods)
+    return data_spec_from_summaries(dim_rows, counts, max_types)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -122,7 +115,6 @@ def train_loop(config: dict[str, Any]) -> None:
     while trainer.step_no < end:
         parts = trainer.step(next(it))
         s = trainer.step_no
-        parts["events_per_s_global"] = parts["events_per_s"] * world
         if rank == 0 and (s % cfg.train.log_every == 0 or s == end):
             tracker.log_metrics(parts, s)
             history.append({"step": s, **parts})

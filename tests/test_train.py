@@ -2,6 +2,8 @@
 
 import json
 
+import pyarrow as pa
+
 import pytest
 import torch
 
@@ -96,3 +98,22 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(table, tmp_path):
     other = EventJEPAModel(load_config("tiny", ["model.num_levels=3"]), spec.modality_dims, len(spec.vocab))
     with pytest.raises(CheckpointError, match="does not fit this model"):
         other.load_checkpoint_state(state)
+
+
+def test_data_spec_from_summaries_treats_width_zero_as_no_vectors():
+    from ejc.errors import SchemaError
+    from ejc.train.data import data_spec_from_summaries, modality_dims_batch
+
+    batch = pa.table({
+        "modality": ["text", "text", "types", "text"],
+        "embedding": pa.array([None, [0.1, 0.2], None, [0.3, 0.4]], pa.list_(pa.float32())),
+    })
+    rows = modality_dims_batch(batch).to_pylist()
+    assert sorted((r["modality"], r["dim"]) for r in rows) == [("text", 0), ("text", 2), ("types", 0)]
+    # the width-0 row of a modality may come first (another batch): it must not clash with the real width
+    spec = data_spec_from_summaries([{"modality": "text", "dim": 0}] + rows, {"a": 3, "b": 1}, max_types=16)
+    assert spec.modality_dims == {"text": 2}
+    assert spec.modalities == ["text", "types"]
+    assert spec.vocab.itos[2:] == ["a", "b"]
+    with pytest.raises(SchemaError, match="widths 2 and 3"):
+        data_spec_from_summaries(rows + [{"modality": "text", "dim": 3}], {})

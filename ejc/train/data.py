@@ -7,12 +7,14 @@ is saved in every checkpoint so a loaded model encodes new data the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ejc.data.schema import check_event_table
@@ -57,6 +59,30 @@ class DataSpec:
 
     def collate(self, seqs: list[EventSequence], max_len: int | None = None, pad_to_multiple: int = 1) -> PaddedBatch:
         return collate(seqs, self.modalities, self.vocab.encode, max_len=max_len, pad_to_multiple=pad_to_multiple)
+
+
+def modality_dims_batch(events: pa.Table) -> pa.Table:
+    """``(modality, dim)`` pairs present in a batch of events; ``dim`` 0 for events without vectors."""
+    lengths = pc.fill_null(pc.list_value_length(events.column("embedding")), 0)
+    pairs = pa.table({"modality": events.column("modality"), "dim": pc.cast(lengths, pa.int64())})
+    return pairs.group_by(["modality", "dim"]).aggregate([])
+
+
+def data_spec_from_summaries(dim_rows: Iterable[Mapping[str, Any]], type_counts: Mapping[str, int], max_types: int = 4096) -> DataSpec:
+    """A DataSpec from ``modality_dims_batch`` rows (any number, duplicates allowed) and type counts.
+
+    Width 0 means "events of this modality without vectors": the modality is known but has no
+    projection. Two different non-zero widths for one modality are a :class:`SchemaError`.
+    """
+    mods: dict[str, None] = {}
+    dims: dict[str, int] = {}
+    for row in dim_rows:
+        m, d = str(row["modality"]), int(row["dim"])
+        mods[m] = None
+        if d > 0 and dims.setdefault(m, d) != d:
+            raise SchemaError(f"modality {m!r} has vectors of widths {dims[m]} and {d}; one width per modality")
+    counts = {str(k): int(v) for k, v in type_counts.items() if k is not None}
+    return DataSpec(dims, TypeVocab.build(counts, max_size=max_types - 2), list(mods))
 
 
 def read_event_table(events: str | os.PathLike[str] | pa.Table) -> pa.Table:
@@ -131,4 +157,4 @@ class BatchSampler:
         self.rng.bit_generator.state = st["rng"]
 
 
-__all__ = ["BatchSampler", "DataSpec", "load_sequences", "make_windows", "read_event_table"]
+__all__ = ["BatchSampler", "DataSpec", "data_spec_from_summaries", "load_sequences", "make_windows", "modality_dims_batch", "read_event_table"]
