@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from ejc.config import load_config
 from ejc.data.synth import generate
-from ejc.eval.probe import mean_embedding_features, probe_accuracy
+from ejc.eval.probe import compare_probes
 from ejc.infer.event_jepa import EventJEPA
 from ejc.model.jepa import effective_rank
 from ejc.train.data import load_sequences
@@ -81,15 +81,9 @@ def main() -> None:
 
     cls = {e["id"]: e["class"] for e in truth["entities"]}
     y = np.array([cls[s.id] for s in seqs])
-    X = model.embed_sequences(seqs)
-    torch.manual_seed(args.seed)
-    rnd = EventJEPA(config=cfg, _spec=model.spec)
-    probe = {
-        "ejc": probe_accuracy(X, y, args.seed)[0],
-        "random_encoder": probe_accuracy(rnd.embed_sequences(seqs), y, args.seed)[0],
-        "mean_raw_embedding": probe_accuracy(mean_embedding_features(seqs, model.spec.modality_dims), y, args.seed)[0],
-    }
-    rank = {"ejc": effective_rank(torch.as_tensor(X)), "random_encoder": effective_rank(torch.as_tensor(rnd.embed_sequences(seqs)))}
+    probe = compare_probes(model, seqs, y, args.seed)
+    rnd = EventJEPA.untrained_like(model, args.seed)
+    rank = {"ejc": effective_rank(torch.as_tensor(model.embed_sequences(seqs))), "random_encoder": effective_rank(torch.as_tensor(rnd.embed_sequences(seqs)))}
 
     # planted anomalous events (calibrated on the same, mostly normal, training log: unsupervised)
     labels = np.concatenate([np.asarray(s.labels == "anomaly") for s in seqs]).astype(int)

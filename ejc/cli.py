@@ -162,8 +162,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             model = EventJEPA.from_pretrained(args.out)
             seqs, _ = load_sequences(args.events, cfg.train.min_events)
             if model.model.heads is not None:
-                cal = model.calibrate(seqs)
-                cal.save(args.out / CALIBRATION_FILE)
+                cal = model.calibrate(seqs, save_to=args.out)
                 summary["calibration"] = {"event_threshold": cal.event_threshold, "sequence_threshold": cal.sequence_threshold}
         if tracker is not None:
             summary["mlflow"] = {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id}

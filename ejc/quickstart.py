@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ejc.config import load_config
 from ejc.data.ingest import ingest
 from ejc.data.synth import write_synth
-from ejc.eval.probe import mean_embedding_features, probe_accuracy
+from ejc.eval.probe import compare_probes
 from ejc.infer.event_jepa import CALIBRATION_FILE, EventJEPA
 from ejc.train.data import load_sequences
 from ejc.train.checkpoint import resolve_checkpoint
@@ -40,8 +39,7 @@ def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: 
     result = pretrain(cfg, out / "ingested", run, tracker=tracker, resume=False)
     model = EventJEPA.from_pretrained(run)
     seqs, _ = load_sequences(out / "ingested", cfg.train.min_events)
-    cal = model.calibrate(seqs)
-    cal.save(run / CALIBRATION_FILE)
+    cal = model.calibrate(seqs, save_to=run)
     mlflow_info = None
     if tracker is not None:
         tracker.log_artifact(run / CALIBRATION_FILE)
@@ -52,14 +50,8 @@ def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: 
     truth = json.loads((out / "synth" / "truth.json").read_text())
     cls = {e["id"]: e["class"] for e in truth["entities"]}
     y = np.array([cls[s.id] for s in seqs])
-    ejc_X = model.embed_sequences(seqs)
-    torch.manual_seed(seed)
-    random_model = EventJEPA(config=cfg, _spec=model.spec)
-    probe = {
-        "ejc_jepa": probe_accuracy(ejc_X, y, seed)[0],
-        "random_encoder": probe_accuracy(random_model.embed_sequences(seqs), y, seed)[0],
-        "mean_raw_embedding": probe_accuracy(mean_embedding_features(seqs, model.spec.modality_dims), y, seed)[0],
-    }
+    probe = compare_probes(model, seqs, y, seed)
+    probe["ejc_jepa"] = probe.pop("ejc")
     summary = result.summary()
     return {
         "synth": synth,

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

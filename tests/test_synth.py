@@ -159,7 +159,7 @@ def test_deterministic_same_seed_and_across_processes(tmp_path: Path):
     b = write_synth(tmp_path / "b", num_entities=60, seed=3)
     code = (
         "import sys; from ejc.data.synth import write_synth; "
-        f"write_synth(sys.argv[1], num_entities=60, seed=3)"
+        "write_synth(sys.argv[1], num_entities=60, seed=3)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], check=True, cwd=Path(__file__).parents[1])
     ta = (tmp_path / "a" / "truth.json").read_bytes()
@@ -459,7 +459,6 @@ def test_relationships_measurably_related(data):
     comp = [r for r in rels if r["type"] == "complementary"]
     assert len(sim) >= 10 and len(comp) >= 10
     prof = {e: _bigrams(ev["type"], names) for e, ev in ents.items()}
-    cls = {e["id"]: e["class"] for e in truth["entities"]}
     sub = {e["id"]: e["subclass"] for e in truth["entities"]}
     rng = np.random.default_rng(0)
     ids = list(ents)

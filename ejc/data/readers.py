@@ -251,6 +251,15 @@ def _lines(p: Path) -> Iterator[tuple[int, str | None, bytes]]:
     return gen()
 
 
+def _text_lines(p: Path, ch: _Chunker) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of the non-blank lines; lines that are not UTF-8 go to quarantine."""
+    for lineno, line, raw in _lines(p):
+        if line is None:
+            ch.bad(lineno, "invalid UTF-8", raw.decode("utf-8", "backslashreplace"))
+        elif line.strip():
+            yield lineno, line
+
+
 def _first_lines(p: Path, n: int) -> list[str]:
     """The first ``n`` non-blank lines (undecodable bytes replaced), for sniffing and headers."""
     out: list[str] = []
@@ -1022,12 +1031,7 @@ def _read_sequence_lines(path: Path, mapping: ColumnMapping, chunk_rows: int) ->
         ntok = 0
         lineno = -1
         try:
-            for lineno, line, raw in _lines(path):
-                if line is None:
-                    ch.bad(lineno, "invalid UTF-8", raw.decode("utf-8", "backslashreplace"))
-                    continue
-                if not line.strip():
-                    continue
+            for lineno, line in _text_lines(path, ch):
                 ent, sep, rest = line.partition(",")
                 ent = ent.strip()
                 if not sep or not ent or not rest.strip():
@@ -1164,12 +1168,7 @@ def _read_jsonl(path: Path, mapping: ColumnMapping, chunk_rows: int) -> Iterator
         rows: list[int] = []
         lineno = -1
         try:
-            for lineno, line, raw in _lines(path):
-                if line is None:
-                    ch.bad(lineno, "invalid UTF-8", raw.decode("utf-8", "backslashreplace"))
-                    continue
-                if not line.strip():
-                    continue
+            for lineno, line in _text_lines(path, ch):
                 try:
                     obj = json.loads(line)
                 except ValueError as e:

@@ -5,9 +5,14 @@ Shape legend: ``N`` sequences, ``F`` feature width.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ejc.data.sequence import EventSequence
+
+if TYPE_CHECKING:
+    from ejc.infer.event_jepa import EventJEPA
 
 
 def probe_accuracy(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) -> tuple[float, float]:
@@ -26,6 +31,19 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) 
     return float(scores.mean()), float(scores.std())
 
 
+def compare_probes(model: EventJEPA, seqs: list[EventSequence], y: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Probe accuracy of ``model``'s pooled representations beside the same-run baselines:
+    the same architecture randomly initialised, and the mean of the raw event vectors."""
+    from ejc.infer.event_jepa import EventJEPA
+
+    random_model = EventJEPA.untrained_like(model, seed)
+    return {
+        "ejc": probe_accuracy(model.embed_sequences(seqs), y, seed)[0],
+        "random_encoder": probe_accuracy(random_model.embed_sequences(seqs), y, seed)[0],
+        "mean_raw_embedding": probe_accuracy(mean_embedding_features(seqs, model.spec.modality_dims), y, seed)[0],
+    }
+
+
 def mean_embedding_features(seqs: list[EventSequence], modality_dims: dict[str, int]) -> np.ndarray:
     """``[N, sum d_m]``: per-modality mean of the raw event vectors (zeros when absent)."""
     out = np.zeros((len(seqs), sum(modality_dims.values())), np.float32)
@@ -38,4 +56,4 @@ def mean_embedding_features(seqs: list[EventSequence], modality_dims: dict[str, 
     return out
 
 
-__all__ = ["mean_embedding_features", "probe_accuracy"]
+__all__ = ["compare_probes", "mean_embedding_features", "probe_accuracy"]

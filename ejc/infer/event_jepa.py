@@ -104,6 +104,12 @@ class EventJEPA:
         return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal)
 
     @classmethod
+    def untrained_like(cls, other: EventJEPA, seed: int = 0) -> EventJEPA:
+        """A randomly initialised model with ``other``'s config and data spec (a probe baseline)."""
+        torch.manual_seed(seed)
+        return cls(config=other.config, device=str(other.device), _spec=other.spec)
+
+    @classmethod
     def fit(cls, events: Any, out: str | os.PathLike[str], config: Config | str = "small", overrides: list[str] | None = None, progress: bool | None = None, calibrate: bool = True) -> EventJEPA:
         """Pretrain on an event table into ``out``, calibrate anomaly thresholds, return the model."""
         from ejc.train.loop import pretrain
@@ -113,9 +119,7 @@ class EventJEPA:
         model = cls.from_pretrained(out)
         if calibrate:
             seqs, _ = load_sequences(events, cfg.train.min_events)
-            model.calibrate(seqs)
-            assert model.calibration is not None
-            model.calibration.save(Path(out) / CALIBRATION_FILE)
+            model.calibrate(seqs, save_to=out)
         return model
 
     # -- batching ---------------------------------------------------------------------------
@@ -231,11 +235,16 @@ class EventJEPA:
             comps["latent"][1:] = F.smooth_l1_loss(heads.future[0](src), tgt[1:], reduction="none").mean(-1).cpu().numpy()
         return comps
 
-    def calibrate(self, seqs: list[EventSequence], quantile: float = 0.99) -> Calibration:
-        """Fit score standardisation and thresholds on (normal) training sequences."""
+    def calibrate(self, seqs: list[EventSequence], quantile: float = 0.99, save_to: str | os.PathLike[str] | None = None) -> Calibration:
+        """Fit score standardisation and thresholds on (normal) training sequences.
+
+        ``save_to``: a run directory to write ``calibration.json`` into (read by :meth:`from_pretrained`).
+        """
         if not seqs:
             raise EjcError("calibrate needs at least one sequence")
         self.calibration = fit_calibration([self.surprise_components(s) for s in seqs], quantile)
+        if save_to is not None:
+            self.calibration.save(Path(save_to) / CALIBRATION_FILE)
         return self.calibration
 
     def anomaly_scores(self, seq: EventSequence) -> AnomalyResult:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 GAP_EPS = 1e-3  # seconds; keeps log(gap) finite for simultaneous events
