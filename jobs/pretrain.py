@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     address = os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None)
+        # address="local" forces a fresh local instance: a bare ray.init() would attach to any
+        # cluster some other process started with `ray start` on this machine.
+        ray.init(address=address or "local", num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None)
     t0 = time.perf_counter()
     events = ray.data.read_parquet(args.events, columns=["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
     spec = data_spec_from_dataset(events, cfg.model.max_types)
