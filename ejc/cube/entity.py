@@ -105,4 +105,37 @@ class Relationship:
         return {"source": self.source, "target": self.target, "type": self.type, "confidence": conf, "evidence": dict(self.evidence)}
 
 
-__all__ = ["RELATIONSHIP_TYPES", "Entity", "Neighbor", "Relationship", "as_vector"]
+def entities_from_table(table: Any, id_column: str = "id", hierarchy_columns: list[str] | None = None) -> list[Entity]:
+    """Entities from a table with one row per entity (``ejc synth --cube``'s ``entities.parquet``).
+
+    ``id_column`` holds the ids; every list-of-numbers column is a modality (null: the entity has
+    no vector there); ``hierarchy_columns`` (default: every other string column) give
+    ``hierarchy_info``. ``table``: a ``pyarrow.Table`` or a Parquet path.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(table, pa.Table):
+        table = pq.read_table(table)
+    if id_column not in table.column_names:
+        raise CubeError(f"entity table has no id column {id_column!r} (columns: {table.column_names}); pass id_column=")
+    vec_cols = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)]
+    if hierarchy_columns is None:
+        hierarchy_columns = [f.name for f in table.schema if f.name != id_column and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+    missing = [c for c in hierarchy_columns if c not in table.column_names]
+    if missing:
+        raise CubeError(f"entity table has no hierarchy columns {missing} (columns: {table.column_names})")
+    ids = table.column(id_column).to_pylist()
+    vecs = {c: table.column(c).to_pylist() for c in vec_cols}
+    levels = {c: table.column(c).to_pylist() for c in hierarchy_columns}
+    out = []
+    for r, eid in enumerate(ids):
+        emb = {c: v[r] for c, v in vecs.items() if v[r] is not None}
+        info = {c: v[r] for c, v in levels.items() if v[r] is not None}
+        if eid is None:
+            raise CubeError(f"entity table row {r}: the id ({id_column}) is null")
+        out.append(Entity(str(eid), emb, info))
+    return out
+
+
+__all__ = ["RELATIONSHIP_TYPES", "Entity", "Neighbor", "Relationship", "as_vector", "entities_from_table"]
