@@ -42,6 +42,10 @@ class CheckpointError(EjcError):
     """A checkpoint is missing, corrupted, or does not match the model asked for."""
 
 
+class VectorIndexError(EjcError):
+    """A vector index is given bad vectors or ids, or its saved files are missing, corrupted or mismatched."""
+
+
 class MissingDependencyError(EjcError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -60,4 +64,5 @@ __all__ = [
     "MissingDependencyError",
     "ReaderError",
     "SchemaError",
+    "VectorIndexError",
 ]
