@@ -60,6 +60,10 @@ class UnknownModalityError(CubeError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class VectorIndexError(EjcError):
+    """A vector index is given bad vectors or ids, or its saved files are missing, corrupted or mismatched."""
+
+
 class MissingDependencyError(EjcError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -81,4 +85,5 @@ __all__ = [
     "SchemaError",
     "UnknownEntityError",
     "UnknownModalityError",
+    "VectorIndexError",
 ]
