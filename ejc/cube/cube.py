@@ -145,6 +145,8 @@ class EmbeddingCube:
             seen.add(e.id)
             for m, v in e.embeddings.items():
                 vec = as_vector(v, f"entity {e.id!r}, modality {m!r}", dims.get(m))
+                if self.metric == "cosine" and not vec.any():
+                    raise CubeError(f"entity {e.id!r}, modality {m!r}: zero vector; cosine similarity needs a direction (drop it or use metric='ip' / 'l2')")
                 dims.setdefault(m, vec.shape[0])
                 ids, vecs = per_mod.setdefault(m, ([], []))
                 ids.append(e.id)
@@ -177,6 +179,9 @@ class EmbeddingCube:
         bad = np.flatnonzero(~np.isfinite(V).all(1))
         if len(bad):
             raise CubeError(f"vectors for {[ids[i] for i in bad[:3]]} contain NaN or infinite values")
+        zero = np.flatnonzero(~V.any(1)) if self.metric == "cosine" else []
+        if len(zero):
+            raise CubeError(f"zero vectors for {[ids[i] for i in zero[:3]]}: cosine similarity needs a direction (drop them or use metric='ip' / 'l2')")
         if not ids:
             return 0
         self._index_for_write(modality, V.shape[1]).upsert(ids, V)

@@ -59,7 +59,7 @@ class LinearMap:
         return (np.asarray(x, np.float64) @ self.W + self.b).astype(np.float32)
 
 
-def fit_linear(X: np.ndarray, Y: np.ndarray, ridge: float = 1e-4) -> LinearMap:
+def fit_linear(X: np.ndarray, Y: np.ndarray, ridge: float = 1e-6) -> LinearMap:
     """Least squares ``Y ~ X W + b``; ``ridge`` is relative to the mean eigenvalue of ``Xc^T Xc``."""
     X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
     mx, my = X.mean(0), Y.mean(0)
