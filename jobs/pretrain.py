@@ -178,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     except EjcError as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
+    print(json.dumps(run(args, cfg), default=str), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """The job with parsed ``args`` and a resolved config; returns its summary."""
     import ray
     import ray.data
     from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -249,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["tracking_uri"] = tracker.tracking_uri
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["workers"] = args.num_workers
-    print(json.dumps(summary, default=str), flush=True)
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -134,3 +134,18 @@ def test_killed_worker_resumes_from_last_checkpoint_without_repeating_steps(job,
     # global data order + checkpointed sampler/mask state: the resumed run is the uninterrupted run
     np.testing.assert_allclose([v for _, v in hist], [v for _, v in curves[2]], rtol=1e-5)
     assert _history(uri, res["mlflow_run_id"], "resumed_from_step")[0][1] == res["resumed_from_step"]
+
+
+def test_pipeline_job_runs_synth_to_registered_model(job, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("ejc_job_pipeline", ROOT / "jobs" / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    assert pipeline.main(["--config", "tiny", "--out", str(tmp_path / "p"), "--entities", "24", "train.steps=3"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ing = res["ingest"]
+    assert ing["read"] == res["synth"]["events"] == ing["accepted"] + ing["quarantined"]
+    assert res["pretrain"]["steps"] == 3 and res["pretrain"]["mlflow_model"]["version"] == "1"
+    assert res["pretrain"]["tracking_uri"] == f"sqlite:///{tmp_path / 'p' / 'mlflow.db'}"
+    probe = res["probe_accuracy_entity_class"]
+    assert set(probe) == {"ejc_jepa", "random_encoder", "mean_raw_embedding", "chance"} and probe["chance"] == 0.25
+    assert all(0.0 <= v <= 1.0 for v in probe.values())
