@@ -11,7 +11,8 @@ Measured in one run, cosine metric:
   nprobe tuning) — wall time.
 - Recall@10 of ``VectorIndex.search`` against exact search (``faiss.knn`` brute force on the
   normalised vectors) on the held-out queries; the raw FAISS index's own Recall@10 beside it.
-- single-query latency p50/p99 of ``VectorIndex.search(q, 10)`` and of the raw FAISS call on the
+- single-query latency p50/p99 of ``VectorIndex.search(q, 10)`` (``--via-cube``:
+  ``EmbeddingCube.find_similar(q, modality, 10)``) and of the raw FAISS call on the
   same index (``index.search(q, 10)`` with the same nprobe), alternating query by query;
   overhead = ratio of the two medians (and of the two totals).
 - save + load (with checksum verification) time and size, and a check that the loaded index
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--kind", default="auto")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="VectorIndex option, e.g. max_nlist=4096 (repeatable)")
     ap.add_argument("--no-save", action="store_true", help="skip the save/load measurement")
+    ap.add_argument("--via-cube", action="store_true", help="build through EmbeddingCube.set_embeddings and time EmbeddingCube.find_similar instead of VectorIndex.search")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "index_scale.json")
     args = ap.parse_args()
     options = {k: (float(v) if "." in v else int(v)) if v.replace(".", "").isdigit() else v for k, v in (o.split("=", 1) for o in args.option)}
@@ -90,8 +92,21 @@ def main() -> None:
     print(f"generated {args.n:,} x {args.dim} + {args.queries} queries in {gen_s:.1f} s", flush=True)
 
     t = time.perf_counter()
-    index = VectorIndex(args.dim, metric="cosine", kind=args.kind, **options)
-    index.upsert(ids, base)
+    if args.via_cube:
+        from ejc.cube.cube import EmbeddingCube  # the cube layer (branch `cube`)
+
+        cube = EmbeddingCube(metric="cosine", index_kind=args.kind, **options)
+        cube.set_embeddings("bench", ids, base)
+        index = cube._index("bench")
+
+        def wrapped(v: np.ndarray) -> list[str]:
+            return [n.entity_id for n in cube.find_similar(v, "bench", 10)]
+    else:
+        index = VectorIndex(args.dim, metric="cosine", kind=args.kind, **options)
+        index.upsert(ids, base)
+
+        def wrapped(v: np.ndarray) -> list[str]:
+            return [e for e, _ in index.search(v, 10)[0]]
     upsert_s = time.perf_counter() - t
     index.build()
     build_s = time.perf_counter() - t
@@ -109,19 +124,19 @@ def main() -> None:
     if hasattr(raw, "nprobe"):
         raw.nprobe = index.search_params["nprobe"]
     for i in range(20):  # warm-up
-        index.search(queries[i], 10)
+        wrapped(queries[i])
         raw.search(qn[i : i + 1], 10)
     wrap_t, raw_t, wrap_hits, raw_hits = [], [], [], []
     for i in range(args.queries):
         t0 = time.perf_counter()
-        res = index.search(queries[i], 10)
+        res = wrapped(queries[i])
         t1 = time.perf_counter()
         _, lab = raw.search(qn[i : i + 1], 10)
         t2 = time.perf_counter()
         wrap_t.append(t1 - t0)
         raw_t.append(t2 - t1)
         want = set(truth[i].tolist())
-        wrap_hits.append(len(want & {int(e[1:]) for e, _ in res[0]}))
+        wrap_hits.append(len(want & {int(e[1:]) for e in res}))
         raw_hits.append(len(want & set(lab[0].tolist())))
     wrap_ms, raw_ms = np.array(wrap_t) * 1e3, np.array(raw_t) * 1e3
     t = time.perf_counter()
@@ -133,6 +148,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}, {__import__('os').cpu_count()} CPUs, faiss {faiss.__version__}, GPUs {faiss.get_num_gpus()}",
         "command": " ".join(sys.argv),
         "data": {"n": args.n, "dim": args.dim, "queries": args.queries, "clusters": args.clusters, "latent": args.latent, "seed": args.seed, "generate_s": round(gen_s, 1)},
+        "measured": "EmbeddingCube.find_similar" if args.via_cube else "VectorIndex.search",
         "index": {"kind": index.kind, **index.search_params, "options": options},
         "build_s": round(build_s, 1),
         "upsert_s": round(upsert_s, 1),

@@ -530,8 +530,11 @@ class VectorIndex:
                 s = q @ self._prepared(sl).T
             s = np.concatenate([best_s, s.astype(np.float32)], axis=1)
             i = np.concatenate([best_i, np.broadcast_to(sl, (len(q), len(sl)))], axis=1)
-            top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-            best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+            if s.shape[1] > k:
+                top = np.argpartition(-s, k - 1, axis=1)[:, :k]  # O(n) selection, then order the k
+                s, i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+            order = np.argsort(-s, axis=1, kind="stable")
+            best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
         return best_i
 
     def _retire(self, slots: list[int]) -> None:
