@@ -37,6 +37,9 @@ _LAZY = {
     "Constraints": "ejc.infer.simulate",
     "TargetState": "ejc.infer.simulate",
     "pretrain": "ejc.train.loop",
+    # the cube
+    "Entity": "ejc.cube.entity",
+    "EmbeddingCube": "ejc.cube.cube",
     # errors
     "EjcError": "ejc.errors",
     "ConfigError": "ejc.errors",

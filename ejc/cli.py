@@ -30,6 +30,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory (events.parquet, truth.json)")
     p.add_argument("--entities", type=int, default=200, help="number of entities (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files")
+    p.add_argument("--cube", action="store_true", help="write cube data instead: entities in two spaces with a planted hierarchy, "
+                   "similar and complementary pairs (entities.parquet, events.parquet of sessions, truth.json)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -38,6 +40,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     if args.entities < 1:
         raise EjcError(f"--entities must be at least 1, got {args.entities}")
+    if args.cube:
+        from ejc.data.synth_cube import write_synth_cube
+
+        _print_json({"out": str(args.out), **write_synth_cube(args.out, num_entities=args.entities, seed=args.seed)})
+        return 0
     summary = write_synth(args.out, num_entities=args.entities, seed=args.seed)
     _print_json({"out": str(args.out), **summary})
     return 0

@@ -42,6 +42,28 @@ class CheckpointError(EjcError):
     """A checkpoint is missing, corrupted, or does not match the model asked for."""
 
 
+class CubeError(EjcError):
+    """An embedding-cube request is invalid: bad vector, dimension mismatch, unknown transform path."""
+
+
+class UnknownEntityError(CubeError, KeyError):
+    """An entity id is not in the cube (serve maps it to 404)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownModalityError(CubeError, KeyError):
+    """A modality (embedding space) is not in the cube, or the entity has no vector in it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class VectorIndexError(EjcError):
+    """A vector index is given bad vectors or ids, or its saved files are missing, corrupted or mismatched."""
+
+
 class MissingDependencyError(EjcError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -69,10 +91,14 @@ class RequestError(EjcError):
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "CubeError",
     "EjcError",
     "EmbeddingError",
     "MissingDependencyError",
     "ReaderError",
     "RequestError",
     "SchemaError",
+    "UnknownEntityError",
+    "UnknownModalityError",
+    "VectorIndexError",
 ]

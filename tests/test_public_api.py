@@ -11,6 +11,7 @@ PUBLIC = [
     "create_embedder", "generate_synthetic", "ingest", "load_config", "pretrain", "read_events",
     "register_embedding_type", "sequences_from_table", "__version__",
     "register_pattern", "detect_patterns", "Constraints", "TargetState",
+    "Entity", "EmbeddingCube",
 ]
 
 
