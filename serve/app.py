@@ -3,8 +3,9 @@
 
 Local paths are made absolute here (where the builder runs), so replicas find them whatever
 their working directory. The model and cube sources and the batching settings become the
-deployments' ``user_config``: deploying again with another model/cube (or batching) swaps it
-in place through ``reconfigure``, without restarting replicas or dropping requests.
+deployments' ``user_config``; a config that overrides ``deployments[].user_config`` and is
+deployed again swaps the model/cube (or batching) in place through ``reconfigure``, without
+restarting replicas or dropping requests (see ``serve/config.yaml``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Ray Serve deployments: the event model, the cube, and the HTTP ingress in front of them.
 
-``EventModel`` and ``Cube`` take everything they serve from their ``user_config``, so
-``reconfigure`` swaps the model or index version in place: the new version is loaded beside the
-old one (in a thread, the replica keeps answering), then one reference is replaced. Requests
+``EventModel`` and ``Cube`` take everything they serve from their ``user_config``, so a new
+``user_config`` (``serve deploy`` of a config whose ``deployments[].user_config`` changed) swaps
+the model or index version in place through ``reconfigure``: the new version is loaded beside
+the old one (in a thread, the replica keeps answering), then one reference is replaced. Requests
 already converted against the old version finish on it, so none is dropped; a version that
-fails to load leaves the old one serving and is reported as ``load_error``.
+fails to load leaves the old one serving and is reported as ``load_error``. Anything else that
+changes (code, builder args) replaces the replicas; ``max_surge_percent=100`` keeps the old ones
+serving until their replacements are ready.
 
 Model calls are grouped by ``@serve.batch`` (``max_batch_size`` / ``batch_wait_timeout_s`` from
 the user_config; 1 turns batching off) and run in a worker thread so the replica's event loop
@@ -24,7 +27,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 from ray import serve
 
-from ejc.errors import EjcError, RequestError
+import numpy as np
+
+from ejc.errors import CubeError, EjcError, RequestError, UnknownEntityError, UnknownModalityError
 from serve.api import api_keys, make_api
 from serve.loading import load_cube, load_model
 from serve.schemas import (
@@ -70,6 +75,7 @@ class CubeConfig(BaseModel):
     """``user_config`` of :class:`Cube`."""
 
     cube: str = Field(description="directory written by EmbeddingCube.save")
+    mmap: bool = Field(True, description="memory-map the indices read-only (replicas share the page cache)")
     revision: str | int | None = None
 
 
@@ -95,7 +101,7 @@ def _answers_errors(method: Any) -> Any:
     return wrapper
 
 
-@serve.deployment(name="EventModel", max_ongoing_requests=256, max_queued_requests=2048, ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
+@serve.deployment(name="EventModel", max_surge_percent=100, max_ongoing_requests=256, max_queued_requests=2048, ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
 class EventModel:
     """Embed, predict, simulate and score anomalies with one EventJEPA version at a time."""
 
@@ -258,7 +264,7 @@ def _anomaly_group(jobs: list[_Job]) -> list[AnomalyResponse]:
     return [anomaly_out(j.model.anomaly_scores(j.seq), j.model.calibration is not None, j.info.version, j.req.sequence.id) for j in jobs]
 
 
-@serve.deployment(name="Cube", max_ongoing_requests=64, max_queued_requests=2048, ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
+@serve.deployment(name="Cube", max_surge_percent=100, max_ongoing_requests=64, max_queued_requests=2048, ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
 class Cube:
     """Nearest neighbours and relationships from one EmbeddingCube version at a time."""
 
@@ -271,10 +277,10 @@ class Cube:
         cfg = CubeConfig.model_validate(user_config)
         old = self._config
         self._config = cfg
-        if old is not None and self._current is not None and (old.cube, old.revision) == (cfg.cube, cfg.revision):
+        if old is not None and self._current is not None and (old.cube, old.mmap, old.revision) == (cfg.cube, cfg.mmap, cfg.revision):
             return
         try:
-            cube, info = await asyncio.to_thread(load_cube, cfg.cube)
+            cube, info = await asyncio.to_thread(load_cube, cfg.cube, cfg.mmap)
         except Exception as e:
             if self._current is None:
                 raise
@@ -304,45 +310,48 @@ class Cube:
         cube, info = self._now()
         _check_modality(cube, req.modality)
         if req.entity_id is not None:
-            _check_entity(cube, req.entity_id, "entity_id")
+            _check_entity(cube, req.entity_id)
             query: Any = req.entity_id
         else:
-            import numpy as np
-
+            dim = cube.dim(req.modality)
+            if len(req.vector) != dim:
+                raise RequestError("vector", f"has {len(req.vector)} values but modality {req.modality!r} takes {dim}")
             query = np.asarray(req.vector, np.float32)
         try:
             found = await asyncio.to_thread(cube.find_similar, query, req.modality, req.k, req.filter)
-        except EjcError as e:
-            raise _cube_request_error(e, "vector" if req.vector is not None else "entity_id") from None
+        except UnknownModalityError as e:  # the entity has no vector in this modality
+            raise RequestError("entity_id", str(e)) from None
+        except CubeError as e:  # what is left after the checks above: the filter
+            raise RequestError("filter" if req.filter else ("entity_id" if req.entity_id is not None else "vector"), str(e)) from None
         return SimilarResponse(index_version=info.version, modality=req.modality, neighbors=[NeighborOut(entity_id=str(n.entity_id), score=float(n.score), modality=str(n.modality)) for n in found])
 
     @_answers_errors
     async def relationships(self, req: RelationshipsRequest) -> RelationshipsResponse:
         cube, info = self._now()
-        _check_entity(cube, req.entity_id, "entity_id")
+        if not (req.type in ("parent", "child", "sibling") and "=" in req.entity_id):  # hierarchy nodes are "level=value"
+            _check_entity(cube, req.entity_id)
+        if req.modality is not None:
+            _check_modality(cube, req.modality)
         try:
-            found = await asyncio.to_thread(cube.find_relationships, req.entity_id, req.type, req.confidence_threshold)
-        except EjcError as e:
-            raise _cube_request_error(e, "entity_id") from None
-        found = sorted(found, key=lambda r: -float(r.confidence))[: req.limit]
+            found = await asyncio.to_thread(functools.partial(cube.find_relationships, req.entity_id, req.type, req.confidence_threshold, modality=req.modality, k=req.limit))
+        except UnknownEntityError as e:
+            raise RequestError("entity_id", str(e), status=404) from None
+        except CubeError as e:  # e.g. no co-occurrence data or hierarchy for this type yet
+            raise RequestError("type", str(e)) from None
         return RelationshipsResponse(
             index_version=info.version,
-            relationships=[RelationshipOut(source=str(r.source), target=str(r.target), type=str(r.type), confidence=float(r.confidence), evidence=jsonable(r.evidence)) for r in found],
+            relationships=[RelationshipOut(source=str(r.source), target=str(r.target), type=str(r.type), confidence=float(r.confidence), evidence=jsonable(r.evidence)) for r in found[: req.limit]],
         )
 
 
 def _check_modality(cube: Any, modality: str) -> None:
     if modality not in cube.modalities:
-        raise RequestError("modality", f"unknown modality {modality!r}; the cube has {sorted(cube.modalities)}")
+        raise RequestError("modality", f"unknown modality {modality!r}; the cube has {cube.modalities}")
 
 
-def _check_entity(cube: Any, entity_id: str, field: str) -> None:
+def _check_entity(cube: Any, entity_id: str) -> None:
     if entity_id not in cube:
-        raise RequestError(field, f"unknown entity {entity_id!r}", status=404)
-
-
-def _cube_request_error(e: EjcError, field: str) -> RequestError:
-    return RequestError(field, str(e))
+        raise RequestError("entity_id", f"unknown entity {entity_id!r}", status=404)
 
 
 class IngressConfig(BaseModel):
@@ -351,7 +360,7 @@ class IngressConfig(BaseModel):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=512, ray_actor_options={"num_cpus": 0})
+@serve.deployment(name="Ingress", max_surge_percent=100, max_ongoing_requests=512, ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Ingress:
     """HTTP front: validates, authenticates and routes requests to the model and cube deployments."""

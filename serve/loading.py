@@ -61,11 +61,11 @@ def _load_dir(path: Path, source: str, device: str) -> tuple[EventJEPA, ModelInf
     return model, info
 
 
-def load_cube(path: str) -> tuple[Any, CubeInfo]:
-    """The :class:`~ejc.cube.cube.EmbeddingCube` saved at ``path``."""
+def load_cube(path: str, mmap: bool = True) -> tuple[Any, CubeInfo]:
+    """The :class:`~ejc.cube.cube.EmbeddingCube` saved at ``path`` (indices memory-mapped read-only by default)."""
     from ejc.cube.cube import EmbeddingCube
 
-    cube = EmbeddingCube.load(path)
+    cube = EmbeddingCube.load(path, mmap=mmap)
     info = CubeInfo(source=str(path), version=str(cube.version), entities=len(cube), modalities=list(cube.modalities), loaded_at=time.time())
     return cube, info
 

@@ -35,9 +35,13 @@ MAX_NAME = 256  # entity ids, event types, modality names, filter keys and value
 MAX_LIST = 1024  # type lists, filter values, causal pairs
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+MAX_ABS_TIME = 1e13  # seconds (epoch milliseconds still fit); beyond, time gaps overflow float32
+MAX_ABS_VALUE = 1e6  # per vector value; beyond, squared norms overflow float32
+
+Time = Annotated[float, Field(ge=-MAX_ABS_TIME, le=MAX_ABS_TIME, allow_inf_nan=False)]
+Value = Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE, allow_inf_nan=False)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
-Vector = Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_DIM)]
+Vector = Annotated[list[Value], Field(min_length=1, max_length=MAX_DIM)]
 Temperature = Annotated[float, Field(ge=0.0, le=10.0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
 RelationshipType = Literal["similar", "complementary", "parent", "child", "sibling", "cross_modal"]
@@ -49,7 +53,7 @@ class _In(BaseModel):
 
 # -- sequences ---------------------------------------------------------------------------------
 class EventIn(_In):
-    timestamp: FiniteFloat | None = Field(None, description="seconds (any origin, e.g. epoch); null when unknown")
+    timestamp: Time | None = Field(None, description="seconds (any origin, e.g. epoch); null when unknown")
     event_type: Annotated[str, StringConstraints(max_length=MAX_NAME)] | None = None
     modality: Name = Field(DEFAULT_MODALITY, description="one of the model's modalities (GET /v1/version)")
     embedding: Vector | None = Field(None, description="the event's vector, as wide as its modality; null for none")
@@ -75,13 +79,13 @@ class PredictRequest(_In):
 
 
 class ConstraintsIn(_In):
-    min_delay: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
-    max_delay: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    min_delay: Annotated[float, Field(ge=0.0, le=MAX_ABS_TIME, allow_inf_nan=False)] = 0.0
+    max_delay: Annotated[float, Field(ge=0.0, le=MAX_ABS_TIME, allow_inf_nan=False)] | None = None
     allowed_types: Annotated[list[Name], Field(max_length=MAX_LIST)] | None = None
     forbidden_types: Annotated[list[Name], Field(max_length=MAX_LIST)] = []
     allowed_modalities: Annotated[list[Name], Field(max_length=MAX_LIST)] | None = None
     causal_order: Annotated[list[tuple[Name, Name]], Field(max_length=MAX_LIST)] = Field([], description="pairs [a, b]: b only after a")
-    horizon: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(None, description="seconds after the last observed event")
+    horizon: Annotated[float, Field(gt=0.0, le=MAX_ABS_TIME, allow_inf_nan=False)] | None = Field(None, description="seconds after the last observed event")
 
 
 class TargetIn(_In):
@@ -132,9 +136,10 @@ class SimilarRequest(_In):
 
 
 class RelationshipsRequest(_In):
-    entity_id: Name
+    entity_id: Name = Field(description="an entity id, or for parent/child/sibling also a hierarchy node \"level=value\"")
     type: RelationshipType
     confidence_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    modality: Name | None = Field(None, description="similar / cross_modal: search from this modality only")
     limit: Annotated[int, Field(ge=1, le=MAX_RELATIONSHIPS)] = 100
 
 
