@@ -74,6 +74,20 @@ class MissingDependencyError(EjcError, ImportError):
         )
 
 
+class RequestError(EjcError):
+    """A served request asks for something invalid. ``field`` names it (``sequence.events[3].embedding``),
+    ``problem`` says what is wrong; ``status`` is the HTTP status to answer (422, or 404 for unknown ids)."""
+
+    def __init__(self, field: str, problem: str, status: int = 422):
+        self.field = field
+        self.problem = problem
+        self.status = int(status)
+        super().__init__(f"{field}: {problem}")
+
+    def __reduce__(self):  # noqa: ANN204 - keeps field/problem/status across process boundaries (Ray)
+        return (type(self), (self.field, self.problem, self.status))
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -82,6 +96,7 @@ __all__ = [
     "EmbeddingError",
     "MissingDependencyError",
     "ReaderError",
+    "RequestError",
     "SchemaError",
     "UnknownEntityError",
     "UnknownModalityError",

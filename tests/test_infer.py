@@ -57,6 +57,21 @@ def test_predict_next(fitted):
     assert [p.timestamp for p in a] == [p.timestamp for p in b]
 
 
+def test_predict_next_batch_matches_one_by_one(fitted):
+    model, table, _ = fitted
+    seqs = list(sequences_from_table(table))[:5]
+    seqs[1] = seqs[1][:3]  # different lengths share one padded batch
+    batch = model.predict_next_batch(seqs, num_steps=2)
+    for s, got in zip(seqs, batch):
+        want = model.predict_next(s, num_steps=2)
+        assert [p.event_type for p in got] == [p.event_type for p in want]
+        assert [p.timestamp for p in got] == pytest.approx([p.timestamp for p in want], rel=1e-12, abs=1e-3)
+        assert all(np.allclose(a.embedding, b.embedding, atol=1e-5) for a, b in zip(got, want))
+    assert model.predict_next_batch([], num_steps=2) == []
+    with pytest.raises(EjcError, match="empty"):
+        model.predict_next_batch([seqs[0], seqs[0][:0]])
+
+
 def test_anomaly_scores_flag_an_injected_outlier(fitted):
     model, table, _ = fitted
     seq = next(sequences_from_table(table))

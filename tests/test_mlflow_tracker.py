@@ -8,7 +8,7 @@ from ejc.config import load_config
 from ejc.train.loop import pretrain
 from ejc.train.mlflow_tracker import MLflowTracker
 
-from helpers import random_table
+from helpers import random_sequences, random_table
 
 
 def test_pretrain_logs_params_metrics_artifacts_and_registers(tmp_path):
@@ -40,3 +40,31 @@ def test_pretrain_logs_params_metrics_artifacts_and_registers(tmp_path):
     t2 = MLflowTracker(uri, experiment="ejc-test")
     assert t2.register_model("ejc-tiny", tmp_path / "run" / "checkpoints" / "step_00000004") == "2"
     t2.finish()
+
+    # the registry round trip a server uses: models:/NAME/VERSION, /latest and @alias
+    from ejc.infer.event_jepa import EventJEPA
+    from ejc.train.mlflow_tracker import download_registered_model
+
+    (tmp_path / "run" / "calibration.json").write_text('{"event_threshold": 3.5, "sequence_threshold": 1.5}')
+    t2.log_artifact(tmp_path / "run" / "calibration.json")
+    d1, ident1 = download_registered_model("models:/ejc-tiny/1", tmp_path / "dl1", uri)
+    assert ident1 == {"name": "ejc-tiny", "version": "1", "run_id": tracker.run_id}
+    assert not (d1 / "calibration.json").exists()  # the first run logged none
+    d2, ident2 = download_registered_model("models:/ejc-tiny/latest", tmp_path / "dl2", uri)
+    assert ident2["version"] == "2" and (d2 / "calibration.json").is_file()
+    client.set_registered_model_alias("ejc-tiny", "prod", "1")
+    assert download_registered_model("models:/ejc-tiny@prod", tmp_path / "dl3", uri)[1]["version"] == "1"
+    m1, m2 = EventJEPA.from_pretrained(d1), EventJEPA.from_pretrained(d2)
+    assert m1.calibration is None and m2.calibration.event_threshold == 3.5
+    seq = random_sequences(num=1, seed=9)[0]
+    assert (m1.process(seq).pooled == m2.process(seq).pooled).all()  # both versions are the same checkpoint
+
+
+def test_download_registered_model_explains_bad_uris(tmp_path):
+    from ejc.errors import CheckpointError
+    from ejc.train.mlflow_tracker import download_registered_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for bad, why in [("runs/x", "not a registry URI"), ("models:/", "not a registry URI"), ("models:/nope/latest", "no versions"), ("models:/nope/3", "cannot load")]:
+        with pytest.raises(CheckpointError, match=why):
+            download_registered_model(bad, tmp_path / "dl", uri)

@@ -167,19 +167,29 @@ class EventJEPA:
         samples them (types and modalities from softmax(logits / T), gaps from the mixture).
         Only the last ``train.max_len`` events are used as context.
         """
+        return self.predict_next_batch([seq], num_steps, temperature, top_k, seed)[0]
+
+    def predict_next_batch(self, seqs: list[EventSequence], num_steps: int = 1, temperature: float = 0.0, top_k: int = 5, seed: int | None = None) -> list[list[PredictedEvent]]:
+        """:meth:`predict_next` for several sequences at once (one padded forward pass per step).
+
+        Greedy results (``temperature`` 0) do not depend on which sequences share the batch;
+        sampled ones draw from one generator, so they do (one sequence equals ``predict_next``).
+        """
         from ejc.infer.simulate import sample_step
 
         self._heads()
-        if len(seq) == 0:
-            raise EjcError("predict_next needs at least one observed event")
+        for s in seqs:
+            if len(s) == 0:
+                raise EjcError(f"predict_next needs at least one observed event (sequence {s.id!r} is empty)")
         gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
-        cur = seq
-        preds: list[PredictedEvent] = []
-        for _ in range(num_steps):
-            ev = sample_step(self, [cur], temperature, gen, top_k=top_k)[0]
-            assert ev is not None  # no constraints: some type is always allowed
-            preds.append(ev)
-            cur = append_event(cur, ev)
+        curs = list(seqs)
+        preds: list[list[PredictedEvent]] = [[] for _ in seqs]
+        for _ in range(num_steps if seqs else 0):
+            events = sample_step(self, curs, temperature, gen, top_k=top_k)
+            for i, ev in enumerate(events):
+                assert ev is not None  # no constraints: some type is always allowed
+                preds[i].append(ev)
+                curs[i] = append_event(curs[i], ev)
         return preds
 
     def simulate(self, seq: EventSequence, num_steps: int = 10, num_paths: int = 16, constraints: Any = None, target_state: Any = None, temperature: float = 1.0, seed: int = 0) -> Any:

@@ -110,9 +110,52 @@ class MLflowTracker:
         self.client.set_terminated(self.run_id, status)
 
 
+def download_registered_model(uri: str, dst: str | os.PathLike[str], tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
+    """Download a registered model version into ``dst``; returns ``(model_dir, identity)``.
+
+    ``uri``: ``models:/NAME/VERSION``, ``models:/NAME/latest`` (highest version) or
+    ``models:/NAME@ALIAS``. ``model_dir`` is loadable with ``EventJEPA.from_pretrained``; the
+    run's ``calibration.json`` (logged beside the model by ``ejc pretrain`` and the quickstart)
+    is copied into it when present. ``identity``: ``name``, ``version``, ``run_id``.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from ejc.errors import CheckpointError
+
+    if not uri.startswith("models:/") or not uri[len("models:/") :].strip("/"):
+        raise CheckpointError(f"{uri!r} is not a registry URI; expected models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS")
+    ref = uri[len("models:/") :].strip("/")
+    uri_db = tracking_uri or default_tracking_uri()
+    client = MlflowClient(tracking_uri=uri_db, registry_uri=uri_db)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = ref.partition("/")
+            if version in ("", "latest"):
+                versions = client.search_model_versions(f"name='{name}'")
+                if not versions:
+                    raise CheckpointError(f"{uri}: the registry at {uri_db} has no versions of model {name!r}")
+                mv = max(versions, key=lambda v: int(v.version))
+            else:
+                mv = client.get_model_version(name, version)
+        if not mv.run_id:
+            raise CheckpointError(f"{uri}: model version {mv.version} has no run to download its files from")
+        out = Path(dst)
+        out.mkdir(parents=True, exist_ok=True)
+        model_dir = Path(client.download_artifacts(mv.run_id, "model", str(out)))
+        if any(a.path == "calibration.json" for a in client.list_artifacts(mv.run_id)):
+            client.download_artifacts(mv.run_id, "calibration.json", str(model_dir))
+    except MlflowException as e:
+        raise CheckpointError(f"{uri}: cannot load it from the registry at {uri_db}: {e.message}") from e
+    return model_dir, {"name": mv.name, "version": str(mv.version), "run_id": str(mv.run_id)}
+
+
 def _param_value(v: Any) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str)
     return s if len(s) <= MAX_PARAM_LEN else s[: MAX_PARAM_LEN - 3] + "..."
 
 
-__all__ = ["MLflowTracker", "default_tracking_uri"]
+__all__ = ["MLflowTracker", "default_tracking_uri", "download_registered_model"]
