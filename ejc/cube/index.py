@@ -28,8 +28,10 @@ Kinds (``kind="auto"`` picks by size, see :class:`IndexOptions`):
 
 Cosine = inner product of L2-normalised vectors. Scores are "higher is more similar": cosine
 similarity, inner product, or minus the Euclidean distance. With a GPU visible to FAISS
-(``faiss.get_num_gpus() > 0``) flat and IVF indices are searched on a GPU copy unless the search
-needs an id filter (FAISS GPU indices do not take ``IDSelector``s) — those run on the CPU index.
+(``faiss.get_num_gpus() > 0``, ``use_gpu=True``) IVF indices are trained and filled on the GPU(s),
+and flat and IVF indices are searched on a GPU copy unless the search needs an id filter (FAISS
+GPU indices do not take ``IDSelector``s) — those run on the CPU index. (The GPU code path has
+not been exercised on a GPU machine yet.)
 """
 
 from __future__ import annotations
@@ -399,12 +401,18 @@ class VectorIndex:
             _faiss().downcast_index(self._index.index).hnsw.efSearch = self._ef_search()
         self._gpu_index = None
 
+    def _gpu_count(self) -> int:
+        """GPUs FAISS can use for this index (0 with ``use_gpu=False`` or a CPU-only FAISS); asked once."""
+        if not self.options.use_gpu:
+            return 0
+        if self._gpus is None:
+            self._gpus = int(_faiss().get_num_gpus())
+        return self._gpus
+
     def _search_target(self) -> Any:
         """The GPU copy of the index when FAISS sees a GPU (flat / IVF), else the CPU index."""
-        if self._gpu_index is None and self.options.use_gpu and self._built_kind in ("flat", "ivf", "ivfpq"):
-            if self._gpus is None:
-                self._gpus = _faiss().get_num_gpus()
-            if self._gpus > 0:
+        if self._gpu_index is None and self._built_kind in ("flat", "ivf") and self.options.use_gpu:
+            if self._gpu_count() > 0:
                 faiss = _faiss()
                 gpu = faiss.index_cpu_to_all_gpus(self._index)
                 if self._built_kind != "flat":
@@ -478,8 +486,16 @@ class VectorIndex:
             if kind == "ivfpq":
                 sample = min(n, max(sample, 64 * 2**nbits))
             train = np.sort(rng.choice(n, size=sample, replace=False)) if sample < n else slots
-            index.train(self._prepared(train))
-        if n:
+            if kind == "ivf" and self._gpu_count() > 0:
+                # k-means and list assignment on the GPU(s); the CPU copy is what is kept and saved
+                gpu = faiss.index_cpu_to_all_gpus(index)
+                gpu.train(self._prepared(train))
+                if n:
+                    gpu.add_with_ids(self._prepared(slots), slots)
+                index = faiss.index_gpu_to_cpu(gpu)
+            else:
+                index.train(self._prepared(train))
+        if n and (kind != "ivf" or self._gpu_count() == 0):
             index.add_with_ids(self._prepared(slots), slots)
         self._index, self._built_kind, self._trained_n, self._tombstones = index, kind, n, 0
         self._gpu_index = None
