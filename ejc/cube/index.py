@@ -28,8 +28,10 @@ Kinds (``kind="auto"`` picks by size, see :class:`IndexOptions`):
 
 Cosine = inner product of L2-normalised vectors. Scores are "higher is more similar": cosine
 similarity, inner product, or minus the Euclidean distance. With a GPU visible to FAISS
-(``faiss.get_num_gpus() > 0``) flat and IVF indices are searched on a GPU copy unless the search
-needs an id filter (FAISS GPU indices do not take ``IDSelector``s) — those run on the CPU index.
+(``faiss.get_num_gpus() > 0``, ``use_gpu=True``) IVF indices are trained and filled on the GPU(s),
+and flat and IVF indices are searched on a GPU copy unless the search needs an id filter (FAISS
+GPU indices do not take ``IDSelector``s) — those run on the CPU index. (The GPU code path has
+not been exercised on a GPU machine yet.)
 """
 
 from __future__ import annotations
@@ -265,21 +267,26 @@ class VectorIndex:
             allowed: only these ids may be returned (hierarchy filters); unknown ids are ignored.
             exclude: these ids are never returned (e.g. the query entity itself).
         """
-        # this path is kept lean: at ~0.1-1 ms per FAISS query, Python overhead shows
-        q = queries if type(queries) is np.ndarray and queries.dtype == np.float32 and queries.ndim == 2 else np.asarray(queries)
+        # this path is kept lean: at ~0.1-1 ms per FAISS query, a few numpy calls already show
+        q = queries if type(queries) is np.ndarray and queries.dtype == np.float32 else self._as_float32(queries, "queries")
         if q.ndim == 1:
             q = q.reshape(1, -1)
-        q = self._check_vectors(q, None, "queries")
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise VectorIndexError(f"queries must have shape (n, {self.dim}) or ({self.dim},), got {q.shape}: this index holds {self.dim}-dimensional vectors")
         if type(k) is not int and (not isinstance(k, np.integer) or isinstance(k, bool)) or k < 1:
             raise VectorIndexError(f"k must be a positive integer, got {k!r}")
         k = int(k)
+        sq = (q * q).sum(axis=1)  # [q] squared norms; not finite <=> NaN / inf (or absurdly large) values
+        if not np.isfinite(sq).all():
+            raise VectorIndexError(f"queries contain NaN, infinite or too large values (rows {np.flatnonzero(~np.isfinite(sq))[:5].tolist()})")
         if not self._id_to_slot or len(q) == 0:
             return [[] for _ in range(len(q))]
         if self.metric == "cosine":
-            qn = np.sqrt(np.einsum("qd,qd->q", q, q))[:, None]
-            if not qn.all():
+            if not sq.all():
                 raise VectorIndexError("a query vector is all zeros: cosine similarity needs a direction")
-            q = q / qn
+            q = q / np.sqrt(sq)[:, None]
+        elif not q.flags.c_contiguous:
+            q = np.ascontiguousarray(q)
         self._ensure_built()  # may compact the store: slot numbers are only read after it
         excl = {self._id_to_slot[i] for i in exclude if i in self._id_to_slot} if exclude else set()
         if allowed is not None:
@@ -306,16 +313,17 @@ class VectorIndex:
     def _faiss_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, excl: set[int]) -> list[list[tuple[str, float]]]:
         rerank = self._reranks()
         fetch = k * (self.options.pq_rerank if self._built_kind == "ivfpq" else self.options.rerank) if rerank else k
+        fetch = min(fetch, len(self._slot_ids))  # never ask FAISS for more than it holds (k may be huge)
         if allowed is None and not self._tombstones and len(excl) <= 16:
             # fast path (no FAISS selector): over-fetch by the few excluded ids, drop them after
-            fetch = max(min(fetch + len(excl), self._index.ntotal), 1)
+            fetch += len(excl)
             dist, labels = self._search_target().search(q, fetch)  # [q, c]
             if excl and rerank:
                 labels = np.where(np.isin(labels, np.fromiter(excl, dtype=np.int64)), -1, labels)
         else:
             keep: list[Any] = []  # selectors and the buffers they point into, alive until the search returns
             sel = self._selector(allowed, excl, keep)
-            dist, labels = self._index.search(q, max(min(fetch, self._index.ntotal), 1), params=self._search_params(sel))
+            dist, labels = self._index.search(q, fetch, params=self._search_params(sel))
         if rerank:
             return self._top(self._exact_scores(q, labels), labels, k)
         if self.metric == "l2":
@@ -393,12 +401,18 @@ class VectorIndex:
             _faiss().downcast_index(self._index.index).hnsw.efSearch = self._ef_search()
         self._gpu_index = None
 
+    def _gpu_count(self) -> int:
+        """GPUs FAISS can use for this index (0 with ``use_gpu=False`` or a CPU-only FAISS); asked once."""
+        if not self.options.use_gpu:
+            return 0
+        if self._gpus is None:
+            self._gpus = int(_faiss().get_num_gpus())
+        return self._gpus
+
     def _search_target(self) -> Any:
         """The GPU copy of the index when FAISS sees a GPU (flat / IVF), else the CPU index."""
-        if self._gpu_index is None and self.options.use_gpu and self._built_kind in ("flat", "ivf", "ivfpq"):
-            if self._gpus is None:
-                self._gpus = _faiss().get_num_gpus()
-            if self._gpus > 0:
+        if self._gpu_index is None and self._built_kind in ("flat", "ivf") and self.options.use_gpu:
+            if self._gpu_count() > 0:
                 faiss = _faiss()
                 gpu = faiss.index_cpu_to_all_gpus(self._index)
                 if self._built_kind != "flat":
@@ -472,8 +486,16 @@ class VectorIndex:
             if kind == "ivfpq":
                 sample = min(n, max(sample, 64 * 2**nbits))
             train = np.sort(rng.choice(n, size=sample, replace=False)) if sample < n else slots
-            index.train(self._prepared(train))
-        if n:
+            if kind == "ivf" and self._gpu_count() > 0:
+                # k-means and list assignment on the GPU(s); the CPU copy is what is kept and saved
+                gpu = faiss.index_cpu_to_all_gpus(index)
+                gpu.train(self._prepared(train))
+                if n:
+                    gpu.add_with_ids(self._prepared(slots), slots)
+                index = faiss.index_gpu_to_cpu(gpu)
+            else:
+                index.train(self._prepared(train))
+        if n and (kind != "ivf" or self._gpu_count() == 0):
             index.add_with_ids(self._prepared(slots), slots)
         self._index, self._built_kind, self._trained_n, self._tombstones = index, kind, n, 0
         self._gpu_index = None
@@ -596,11 +618,14 @@ class VectorIndex:
             raise VectorIndexError(f"duplicate ids in one call: {sorted(set(dup))[:5]}; pass each id once (the last vector wins only across calls)")
         return ids
 
-    def _check_vectors(self, vectors: np.ndarray, rows: int | None, what: str) -> np.ndarray:
+    def _as_float32(self, values: Any, what: str) -> np.ndarray:
         try:
-            v = vectors if type(vectors) is np.ndarray and vectors.dtype == np.float32 else np.asarray(vectors, dtype=np.float32)
+            return np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError) as e:
             raise VectorIndexError(f"{what} must be a numeric array of shape (n, {self.dim}): {e}") from e
+
+    def _check_vectors(self, vectors: np.ndarray, rows: int | None, what: str) -> np.ndarray:
+        v = vectors if type(vectors) is np.ndarray and vectors.dtype == np.float32 else self._as_float32(vectors, what)
         if v.ndim != 2 or v.shape[1] != self.dim:
             raise VectorIndexError(f"{what} must have shape (n, {self.dim}), got {v.shape}: this index holds {self.dim}-dimensional vectors")
         if rows is not None and v.shape[0] != rows:
