@@ -83,4 +83,38 @@ def build_app(args: AppArgs | dict[str, Any]) -> Application:
     return Ingress.bind(model, cube, {"api_keys": a.api_keys, "api_keys_env": a.api_keys_env, "max_body_bytes": a.max_body_bytes})
 
 
-__all__ = ["AppArgs", "build_app", "cube_user_config", "model_user_config"]
+CONFIG_PATH = Path(__file__).with_name("config.yaml")
+
+
+def deploy_config(args: dict[str, Any] | None = None, user_configs: dict[str, dict[str, Any]] | None = None, *, host: str | None = None, port: int | None = None, path: str | Path = CONFIG_PATH) -> Any:
+    """The Serve config at ``path`` (default ``serve/config.yaml``) as a ``ServeDeploySchema``,
+    with ``args`` merged into the application's args, ``user_configs`` (deployment name ->
+    user_config) set on its deployments, and the HTTP host/port replaced when given."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    cfg = yaml.safe_load(Path(path).read_text())
+    if host is not None:
+        cfg["http_options"]["host"] = host
+    if port is not None:
+        cfg["http_options"]["port"] = int(port)
+    app = cfg["applications"][0]
+    app["args"].update(args or {})
+    for d in app.get("deployments", []):
+        if user_configs and d["name"] in user_configs:
+            d["user_config"] = user_configs[d["name"]]
+    return ServeDeploySchema.model_validate(cfg)
+
+
+def deploy(config: Any) -> Any:
+    """Start Serve with ``config``'s HTTP options and apply it, waiting until it runs: what
+    ``serve run serve/config.yaml`` does on the current Ray (and, applied again, ``serve deploy``).
+    Returns the Serve client (``client.deploy_apps(new_config, _blocking=True)`` re-applies)."""
+    from ray.serve._private import api as serve_api  # the entry point the `serve` CLI uses
+
+    client = serve_api.serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
+    client.deploy_apps(config, _blocking=True)
+    return client
+
+
+__all__ = ["AppArgs", "build_app", "cube_user_config", "deploy", "deploy_config", "model_user_config"]

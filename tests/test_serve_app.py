@@ -27,6 +27,7 @@ from ejc.data.synth import generate
 from ejc.infer.event_jepa import EventJEPA
 from ejc.train.loop import pretrain
 from ejc.train.mlflow_tracker import MLflowTracker
+from serve.app import deploy, deploy_config
 from serve.schemas import MAX_EVENTS
 
 pytestmark = pytest.mark.integration
@@ -88,22 +89,6 @@ def assets(tmp_path_factory):
     return {"dir": d, "run": run, "uri": uri, "cube": cube, "cube_dir": d / "runs" / "cube", "cube2_dir": d / "cube2", "cube2_version": EmbeddingCube.load(d / "cube2").version}
 
 
-def deploy_config(port: int, args: dict, user_configs: dict | None = None):
-    """serve/config.yaml with the test's port and args (and deployment user_configs), as
-    `serve run serve/config.yaml` / `serve deploy` would apply it."""
-    import yaml
-    from ray.serve.schema import ServeDeploySchema
-
-    cfg = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())
-    cfg["http_options"].update(host="127.0.0.1", port=port)
-    app = cfg["applications"][0]
-    app["args"].update(args)
-    for d in app["deployments"]:
-        if user_configs and d["name"] in user_configs:
-            d["user_config"] = user_configs[d["name"]]
-    return ServeDeploySchema.model_validate(cfg)
-
-
 def replica_actors() -> set[str]:
     import ray
 
@@ -113,7 +98,6 @@ def replica_actors() -> set[str]:
 @pytest.fixture(scope="module")
 def server(assets):
     import ray
-    from ray.serve._private import api as serve_api
 
     from serve.loading import load_model
 
@@ -123,9 +107,7 @@ def server(assets):
     try:
         port = _free_port()
         args = {"model": "models:/ejc-serve/1", "tracking_uri": assets["uri"], "cube": str(assets["cube_dir"]), "api_keys": [KEY], "max_body_bytes": MAX_BODY}
-        config = deploy_config(port, args)
-        client = serve_api.serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location)
-        client.deploy_apps(config, _blocking=True)  # what `serve run serve/config.yaml` does
+        client = deploy(deploy_config(args, host="127.0.0.1", port=port))  # what `serve run serve/config.yaml` does
         model, info = load_model("models:/ejc-serve/1", assets["uri"])
         yield {"base": f"http://127.0.0.1:{port}", "port": port, "args": args, "client": client, "model": model, "info": info, **assets}
     finally:
@@ -382,7 +364,7 @@ def test_version_swap_under_load_drops_nothing(server, assets):
     time.sleep(2.0)
     swap_start = time.time()
     user_configs = {"EventModel": {"model": str(assets["run"]), "max_batch_size": 8, "batch_wait_timeout_s": 0.002}, "Cube": {"cube": str(assets["cube2_dir"])}}
-    server["client"].deploy_apps(deploy_config(server["port"], server["args"], user_configs), _blocking=True)
+    server["client"].deploy_apps(deploy_config(server["args"], user_configs, host="127.0.0.1", port=server["port"]), _blocking=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         v = requests.get(server["base"] + "/v1/version", headers=H, timeout=30).json()
@@ -408,9 +390,10 @@ def test_version_swap_under_load_drops_nothing(server, assets):
 
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(server, assets):
+
     before = requests.get(server["base"] + "/v1/version", headers=H, timeout=30).json()
     bad = {"EventModel": {"model": str(assets["dir"] / "no-such-run")}, "Cube": {"cube": str(assets["dir"] / "no-such-cube")}}
-    server["client"].deploy_apps(deploy_config(server["port"], server["args"], bad), _blocking=True)
+    server["client"].deploy_apps(deploy_config(server["args"], bad, host="127.0.0.1", port=server["port"]), _blocking=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         after = requests.get(server["base"] + "/v1/version", headers=H, timeout=30).json()
