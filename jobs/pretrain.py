@@ -61,10 +61,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def data_spec_from_dataset(ds: Any, max_types: int) -> Any:
     """Modality widths and the type vocabulary of an event dataset, by Ray Data aggregation."""
-    from ejc.train.data import data_spec_from_summaries, modality_dims_batch
+    from collections import Counter
+
+    from ejc.train.data import data_spec_from_summaries, modality_dims_batch, type_counts_batch
 
     dim_rows = ds.map_batches(modality_dims_batch, batch_format="pyarrow").take_all()
-    counts = {r["event_type"]: r["count()"] for r in ds.groupby("event_type").count().take_all() if r["event_type"] is not None}
+    # per-block partial counts summed on the driver: no hash shuffle (a groupby spins up 200
+    # aggregators by default, minutes of overhead on a small machine)
+    counts: Counter[str] = Counter()
+    for b in ds.map_batches(type_counts_batch, batch_format="pyarrow").iter_batches(batch_size=None, batch_format="pyarrow"):
+        counts.update(dict(zip(b.column("event_type").to_pylist(), b.column("count").to_pylist())))
     return data_spec_from_summaries(dim_rows, counts, max_types)
 
 

@@ -117,3 +117,17 @@ def test_data_spec_from_summaries_treats_width_zero_as_no_vectors():
     assert spec.vocab.itos[2:] == ["a", "b"]
     with pytest.raises(SchemaError, match="widths 2 and 3"):
         data_spec_from_summaries(rows + [{"modality": "text", "dim": 3}], {})
+
+
+def test_type_counts_batch_partials_add_up():
+    import pyarrow as pa
+
+    from ejc.train.data import type_counts_batch
+
+    t = pa.table({"event_type": ["a", "b", None, "a", "c", "a"]})
+    parts = [type_counts_batch(t.slice(0, 3)), type_counts_batch(t.slice(3))]
+    total: dict[str, int] = {}
+    for p in parts:
+        for r in p.to_pylist():
+            total[r["event_type"]] = total.get(r["event_type"], 0) + r["count"]
+    assert total == {"a": 3, "b": 1, "c": 1}

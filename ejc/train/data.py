@@ -68,6 +68,13 @@ def modality_dims_batch(events: pa.Table) -> pa.Table:
     return pairs.group_by(["modality", "dim"]).aggregate([])
 
 
+def type_counts_batch(events: pa.Table) -> pa.Table:
+    """``(event_type, count)`` of a batch of events (nulls skipped); partial counts add up."""
+    t = pa.table({"event_type": events.column("event_type")}).filter(pc.is_valid(events.column("event_type")))
+    g = t.group_by("event_type").aggregate([("event_type", "count")])
+    return pa.table({"event_type": g.column("event_type"), "count": pc.cast(g.column("event_type_count"), pa.int64())})
+
+
 def data_spec_from_summaries(dim_rows: Iterable[Mapping[str, Any]], type_counts: Mapping[str, int], max_types: int = 4096) -> DataSpec:
     """A DataSpec from ``modality_dims_batch`` rows (any number, duplicates allowed) and type counts.
 
