@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_pretrain(sub)
     _add_quickstart(sub)
+    from ejc.eval.cli import add_evaluate_commands
+
+    add_evaluate_commands(sub)
     return parser
 
 
