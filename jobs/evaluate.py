@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False, allow_abbrev=False)
     p.add_argument("--task-cpus", type=float, default=1.0, help="CPUs reserved for the evaluation task (default 1)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray started when no cluster address is set")
     return p.parse_known_args(argv)

@@ -196,3 +196,20 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["evaluate", "probe", str(src), "--out", str(tmp_path / "x.json")]) == 2
     assert "--label-col" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_job_runs_the_task_on_ray_and_writes_out(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    src = tiny_log(tmp_path / "log.csv")
+    out = tmp_path / "job.json"
+    cmd = [sys.executable, str(root / "jobs" / "evaluate.py"), "--num-cpus", "2", "next-event", str(src), *FAST, "--out", str(out)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_DISABLE_USAGE_STATS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text()) == res
+    assert res["task"] == "next_event" and res["metrics"]["ngram"]["accuracy"] == pytest.approx(22 / 24, abs=1e-6)
