@@ -5,7 +5,7 @@ Shape legend: ``N`` sequences, ``F`` feature width.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,4 +56,75 @@ def mean_embedding_features(seqs: list[EventSequence], modality_dims: dict[str, 
     return out
 
 
-__all__ = ["compare_probes", "mean_embedding_features", "probe_accuracy"]
+def sequence_label(seq: EventSequence) -> str | None:
+    """The most common non-null label of a sequence's events (``None`` when it has none)."""
+    if seq.labels is None:
+        return None
+    labs = [str(x) for x in seq.labels if x is not None]
+    if not labs:
+        return None
+    values, counts = np.unique(labs, return_counts=True)
+    return str(values[counts.argmax()])
+
+
+def type_count_features(seqs: list[EventSequence]) -> np.ndarray:
+    """``[N, V]`` event-type counts per sequence (a baseline that ignores order and time)."""
+    index: dict[str, int] = {}
+    rows = []
+    for s in seqs:
+        c: dict[int, int] = {}
+        for t in (s.event_types if s.event_types is not None else []):
+            j = index.setdefault(str(t), len(index))
+            c[j] = c.get(j, 0) + 1
+        rows.append(c)
+    out = np.zeros((len(seqs), max(1, len(index))), np.float32)
+    for i, c in enumerate(rows):
+        for j, v in c.items():
+            out[i, j] = v
+    return out
+
+
+def run_probe(seqs: list[EventSequence], cfg: Any, seed: int = 0) -> tuple[dict[str, dict[str, float]], float, dict[str, Any]]:
+    """Pretrain on ``seqs`` (labels unused), then probe sequence labels; baselines in the same run.
+
+    Returns ``(metrics, training seconds, details)``; metrics hold ``accuracy`` per method:
+    ``ejc``, ``random_encoder``, ``mean_raw_embedding`` (when events carry vectors) and
+    ``type_counts``. Sequences without a label are left out of the probe.
+    """
+    import time
+
+    import torch
+
+    from ejc.errors import EjcError
+    from ejc.infer.event_jepa import EventJEPA
+    from ejc.train.data import DataSpec, make_windows
+    from ejc.train.loop import Trainer
+
+    labelled = [(s, lab) for s in seqs if (lab := sequence_label(s)) is not None]
+    if len(labelled) < 4:
+        raise EjcError(f"the probe needs labelled sequences (--label-col); {len(labelled)} of {len(seqs)} have a label")
+    seqs = [s for s, _ in labelled]
+    y = np.array([lab for _, lab in labelled])
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    cfg.train.seed = seed
+    spec = DataSpec.from_sequences(seqs, cfg.model.max_types)
+    trainer = Trainer(cfg, spec, make_windows(seqs, cfg.train.max_len, cfg.train.stride), "cpu")
+    for _ in range(cfg.train.steps):
+        trainer.step()
+    seconds = time.perf_counter() - t0
+    model = EventJEPA(config=cfg, _spec=spec, _state=trainer.model.state_dict())
+    random_model = EventJEPA.untrained_like(model, seed)
+    metrics = {
+        "ejc": {"accuracy": probe_accuracy(model.embed_sequences(seqs), y, seed)[0]},
+        "random_encoder": {"accuracy": probe_accuracy(random_model.embed_sequences(seqs), y, seed)[0]},
+    }
+    if spec.modality_dims:
+        metrics["mean_raw_embedding"] = {"accuracy": probe_accuracy(mean_embedding_features(seqs, spec.modality_dims), y, seed)[0]}
+    metrics["type_counts"] = {"accuracy": probe_accuracy(type_count_features(seqs), y, seed)[0]}
+    classes, counts = np.unique(y, return_counts=True)
+    details = {"sequences": len(seqs), "classes": dict(zip(classes.tolist(), counts.tolist())), "chance": float(counts.max() / counts.sum())}
+    return metrics, seconds, details
+
+
+__all__ = ["compare_probes", "mean_embedding_features", "probe_accuracy", "run_probe", "sequence_label", "type_count_features"]

@@ -114,24 +114,7 @@ class EventJEPAModel(nn.Module):
         total = torch.zeros((), device=valid.device)
 
         if obj.jepa:
-            mask = sample_block_mask(valid, obj.mask_ratio, obj.num_mask_blocks, generator, rows=mask_rows)
-            ctx = self.context(bt, mask=mask)
-            assert self.predictor is not None
-            pred = self.predictor(ctx.events, mask, valid)
-            jepa = F.smooth_l1_loss(pred[mask], tgt_norm[mask]) if mask.any() else pred.sum() * 0
-            total = total + obj.lambda_jepa * jepa
-            parts["jepa"] = float(jepa.detach())
-            if self.seq_predictor is not None:
-                seq_tgt = F.layer_norm(tgt.pooled, tgt.pooled.shape[-1:])
-                seq_loss = F.smooth_l1_loss(self.seq_predictor(ctx.pooled), seq_tgt)
-                total = total + obj.lambda_sequence * seq_loss
-                parts["jepa_sequence"] = float(seq_loss.detach())
-            parts["mask_frac"] = float(mask.sum() / valid.sum().clamp_min(1))
-            if obj.variance_weight > 0:
-                std = ctx.events[valid].std(0)
-                var_pen = F.relu(1 - std).mean()
-                total = total + obj.variance_weight * var_pen
-                parts["var_penalty"] = float(var_pen.detach())
+            total = total + self.jepa_loss(bt, tgt, parts, generator, mask_rows)
 
         if obj.future:
             assert self.heads is not None
@@ -146,6 +129,42 @@ class EventJEPAModel(nn.Module):
             parts["eff_rank"] = effective_rank(rows)
         parts["loss"] = float(total.detach())
         return total, parts
+
+    def jepa_loss(
+        self, bt: BatchTensors, tgt: EncoderOutput | None = None, parts: dict[str, float] | None = None, generator: torch.Generator | None = None, mask_rows: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The weighted JEPA terms (event level, sequence level, variance penalty) of ``forward``.
+
+        ``tgt``: the target encoder's output on ``bt`` (computed here when not given); the
+        terms' values are recorded in ``parts``. Used alone as an auxiliary loss by supervised
+        fine-tuning (:mod:`ejc.eval.next_event`). ``mask_rows`` as in :func:`sample_block_mask`.
+        """
+        obj = self.cfg.objective
+        assert self.predictor is not None, "jepa_loss needs objective.jepa=true"
+        parts = {} if parts is None else parts
+        valid = bt.valid
+        if tgt is None:
+            with torch.no_grad():
+                tgt = self.target(bt)
+        tgt_norm = F.layer_norm(tgt.events, tgt.events.shape[-1:])
+        mask = sample_block_mask(valid, obj.mask_ratio, obj.num_mask_blocks, generator, rows=mask_rows)
+        ctx = self.context(bt, mask=mask)
+        pred = self.predictor(ctx.events, mask, valid)
+        jepa = F.smooth_l1_loss(pred[mask], tgt_norm[mask]) if mask.any() else pred.sum() * 0
+        total = obj.lambda_jepa * jepa
+        parts["jepa"] = float(jepa.detach())
+        if self.seq_predictor is not None:
+            seq_tgt = F.layer_norm(tgt.pooled, tgt.pooled.shape[-1:])
+            seq_loss = F.smooth_l1_loss(self.seq_predictor(ctx.pooled), seq_tgt)
+            total = total + obj.lambda_sequence * seq_loss
+            parts["jepa_sequence"] = float(seq_loss.detach())
+        parts["mask_frac"] = float(mask.sum() / valid.sum().clamp_min(1))
+        if obj.variance_weight > 0:
+            std = ctx.events[valid].std(0)
+            var_pen = F.relu(1 - std).mean()
+            total = total + obj.variance_weight * var_pen
+            parts["var_penalty"] = float(var_pen.detach())
+        return total
 
     def _future_losses(self, bt: BatchTensors, tgt_norm: torch.Tensor, parts: dict[str, float]) -> torch.Tensor:
         obj = self.cfg.objective

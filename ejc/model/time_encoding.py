@@ -37,7 +37,9 @@ def local_density(times: torch.Tensor, valid: torch.Tensor, k: int = 4) -> torch
     lo = (idx - k).clamp_min(0)
     t_lo = times.gather(1, lo)
     count = (idx - lo).to(times.dtype)
-    return torch.log1p(count / (times - t_lo + 1.0)) * valid
+    # clamp: on padding (time 0 after later times) the span is negative, and log1p of a ratio
+    # below -1 is NaN, which `* valid` would not remove
+    return torch.log1p(count / ((times - t_lo).clamp_min(0) + 1.0)) * valid
 
 
 def calendar_features(abs_times: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""Baselines measured beside ejc in every evaluation run.
+
+Next event: :class:`NGramPredictor` (back-off from the longest seen context; ``n`` chosen on
+validation by :func:`choose_ngram`) and :class:`LastEventPredictor` (repeat the last type, global
+median gap). Sequence anomalies: :class:`UnseenEventDetector`, :class:`CountVectorNN`,
+:class:`UnseenNgramFraction`. All take lists of type strings, so any log with event types works.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from ejc.eval.protocol import END
+
+BOS = "<bos>"
+
+
+class NGramPredictor:
+    """``n``-gram next-type model with back-off, plus the median gap after the same context.
+
+    The context of a prefix is its last ``n - 1`` types (padded with ``<bos>`` at the start, so
+    "first event of a case" is a context of its own). Prediction uses the longest context seen
+    in training; the predicted gap is the median gap that followed that context (backing off
+    further when no gap was seen after it). Ties in count go to the type more frequent overall,
+    then to the smaller type name: predictions are deterministic.
+    """
+
+    def __init__(self, n: int = 2):
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        self.n = n
+        self.counts: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
+        self.gaps: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        self.freq: Counter[str] = Counter()
+        self._median: dict[tuple[str, ...], float] = {}
+
+    def _contexts(self, prefix: Sequence[str]) -> list[tuple[str, ...]]:
+        """Contexts of the prefix from longest (``n - 1`` types) to empty."""
+        padded = [BOS] * (self.n - 1) + list(prefix)
+        return [tuple(padded[len(padded) - j :]) if j else () for j in range(self.n - 1, -1, -1)]
+
+    def fit(self, cases: Sequence[Sequence[str]], gaps: Sequence[Sequence[float]] | None = None, with_end: bool = True) -> NGramPredictor:
+        """Count next types (and :data:`END` after the last event) and the gaps that followed."""
+        for ci, tl in enumerate(cases):
+            g = gaps[ci] if gaps is not None else None
+            for k in range(1, len(tl) + (1 if with_end else 0)):
+                nxt = tl[k] if k < len(tl) else END
+                for ctx in self._contexts(tl[:k]):
+                    self.counts[ctx][nxt] += 1
+                    if nxt != END and g is not None and np.isfinite(g[k]):
+                        self.gaps[ctx].append(float(g[k]))
+                self.freq[nxt] += 1
+        self._median = {c: float(np.median(v)) for c, v in self.gaps.items() if v}
+        return self
+
+    def predict(self, prefix: Sequence[str]) -> tuple[str, float]:
+        """``(next type or END, gap in seconds or NaN)`` after ``prefix``."""
+        typ: str | None = None
+        gap = float("nan")
+        for ctx in self._contexts(prefix):
+            c = self.counts.get(ctx)
+            if typ is None and c:
+                typ = min(c, key=lambda t: (-c[t], -self.freq[t], t))
+            if np.isnan(gap) and ctx in self._median:
+                gap = self._median[ctx]
+            if typ is not None and not np.isnan(gap):
+                break
+        return (typ if typ is not None else END), gap
+
+    def scores(self, prefix: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+        """``[C]`` ranking scores: the longest context's relative frequency first, shorter ones break ties."""
+        out = np.zeros(len(candidates))
+        scale = 1.0
+        for ctx in self._contexts(prefix):
+            c = self.counts.get(ctx)
+            if c:
+                total = sum(c.values())
+                out += scale * np.array([c.get(t, 0) / total for t in candidates])
+                scale *= 1e-3
+        return out
+
+
+def choose_ngram(fit_cases: Sequence[Sequence[str]], val_cases: Sequence[Sequence[str]], max_n: int = 6, fit_gaps=None) -> tuple[int, dict[int, float]]:  # noqa: ANN001
+    """The ``n`` in ``1..max_n`` with the best validation accuracy (incl. END; smaller ``n`` on ties)."""
+    scores: dict[int, float] = {}
+    for n in range(1, max_n + 1):
+        m = NGramPredictor(n).fit(fit_cases, fit_gaps)
+        hits = total = 0
+        for tl in val_cases:
+            for k in range(1, len(tl) + 1):
+                hits += m.predict(tl[:k])[0] == (tl[k] if k < len(tl) else END)
+                total += 1
+        scores[n] = hits / max(1, total)
+    best = max(scores, key=lambda n: (scores[n], -n))
+    return best, scores
+
+
+class LastEventPredictor:
+    """Predicts that the last type repeats, after the median gap of all training transitions."""
+
+    def fit(self, cases: Sequence[Sequence[str]], gaps: Sequence[Sequence[float]] | None = None) -> LastEventPredictor:
+        allg = [float(x) for g in (gaps or []) for x in list(g)[1:] if np.isfinite(x)]
+        self.gap = float(np.median(allg)) if allg else float("nan")
+        return self
+
+    def predict(self, prefix: Sequence[str]) -> tuple[str, float]:
+        return prefix[-1], self.gap
+
+
+# ----------------------------------------------------------------------------------------------
+# sequence anomaly baselines: fit on normal sequences, higher score = more anomalous
+
+
+class UnseenEventDetector:
+    """Score: fraction of a sequence's events whose type never occurred in training."""
+
+    name = "unseen_event"
+
+    def fit(self, cases: Sequence[Sequence[str]]) -> UnseenEventDetector:
+        self.known = {t for tl in cases for t in tl}
+        return self
+
+    def score(self, cases: Sequence[Sequence[str]]) -> np.ndarray:
+        return np.array([np.mean([t not in self.known for t in tl]) if len(tl) else 0.0 for tl in cases])
+
+
+class CountVectorNN:
+    """Score: Euclidean distance from a sequence's event-count vector to the nearest training one.
+
+    Count vectors have one entry per training type plus one for all unseen types.
+    """
+
+    name = "count_vector_nn"
+
+    def fit(self, cases: Sequence[Sequence[str]]) -> CountVectorNN:
+        self.index = {t: i for i, t in enumerate(sorted({t for tl in cases for t in tl}))}
+        self.train = np.unique(self.counts(cases), axis=0)
+        return self
+
+    def counts(self, cases: Sequence[Sequence[str]]) -> np.ndarray:
+        """``[N, V + 1]`` event counts (last column: types unseen in training)."""
+        v = len(self.index)
+        out = np.zeros((len(cases), v + 1), np.float64)
+        for i, tl in enumerate(cases):
+            for t in tl:
+                out[i, self.index.get(t, v)] += 1
+        return out
+
+    def score(self, cases: Sequence[Sequence[str]], batch: int = 512) -> np.ndarray:
+        x = self.counts(cases)
+        tn = (self.train**2).sum(1)
+        out = np.empty(len(x))
+        for s in range(0, len(x), batch):
+            xb = x[s : s + batch]
+            d2 = (xb**2).sum(1)[:, None] + tn[None, :] - 2 * xb @ self.train.T
+            out[s : s + batch] = np.sqrt(np.maximum(d2.min(1), 0.0))
+        return out
+
+
+class UnseenNgramFraction:
+    """Score: fraction of a sequence's ``n``-grams never seen in training.
+
+    The sequence is padded with ``<bos>`` before and :data:`~ejc.eval.protocol.END` after, so
+    an unusual start or an abrupt end counts as unseen n-grams too.
+    """
+
+    name = "unseen_ngram"
+
+    def __init__(self, n: int = 3):
+        self.n = n
+
+    def _grams(self, tl: Sequence[str]) -> list[tuple[str, ...]]:
+        padded = [BOS] * (self.n - 1) + list(tl) + [END]
+        return [tuple(padded[i : i + self.n]) for i in range(len(padded) - self.n + 1)]
+
+    def fit(self, cases: Sequence[Sequence[str]]) -> UnseenNgramFraction:
+        self.seen = {g for tl in cases for g in self._grams(tl)}
+        return self
+
+    def score(self, cases: Sequence[Sequence[str]]) -> np.ndarray:
+        out = []
+        for tl in cases:
+            grams = self._grams(tl)
+            out.append(np.mean([g not in self.seen for g in grams]) if grams else 0.0)
+        return np.array(out)
+
+
+__all__ = ["BOS", "CountVectorNN", "LastEventPredictor", "NGramPredictor", "UnseenEventDetector", "UnseenNgramFraction", "choose_ngram"]

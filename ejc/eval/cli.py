@@ -1,0 +1,247 @@
+"""``ejc evaluate {next-event,anomaly,probe,retrieval}``: evaluation tasks on the command line.
+
+Each command writes ``--out`` (JSON) and prints the same record as its last stdout line:
+``{"task", "dataset", "metrics": {"ejc": {...}, "<baseline>": {...}}, "train_seconds", "machine"}``.
+``--plot DIR`` also writes PNG figures. Registered by :func:`add_evaluate_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ejc.errors import EjcError
+
+# task defaults for the model: small and quick on CPU; override with --config / key=value
+NEXT_EVENT_OVERRIDES = ["model.encoder=full", "model.num_levels=2", "train.steps=200", "train.max_len=64", "train.batch_size=32", "train.warmup_steps=20"]
+ANOMALY_OVERRIDES = ["train.steps=300", "train.max_len=128", "train.batch_size=32", "train.warmup_steps=30"]
+
+
+def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``ejc evaluate`` and its task subcommands on the top-level subparsers."""
+    from ejc.cli import add_reader_options
+
+    p = sub.add_parser("evaluate", help="evaluate ejc against baselines measured in the same run (JSON, table, plots)")
+    tasks = p.add_subparsers(dest="task", required=True)
+
+    def common(q: argparse.ArgumentParser, default_overrides: list[str]) -> None:
+        q.add_argument("--config", default="small", help="model preset (tiny, small, base) or YAML file (default small)")
+        q.add_argument("-o", "--override", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=f"config overrides, applied after the task defaults {default_overrides}")
+        q.add_argument("--out", required=True, type=Path, help="result JSON file")
+        q.add_argument("--plot", type=Path, default=None, metavar="DIR", help="also write PNG figures into DIR")
+        q.add_argument("--seed", type=int, default=0, help="random seed; the same seed on CPU gives identical metrics")
+        q.add_argument("--dataset", default=None, help="name shown in the result (default: the source file name)")
+        q.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: these small models train fastest and bit-repeatably on one)")
+
+    def reader(q: argparse.ArgumentParser) -> None:
+        from ejc.data.readers import FORMATS
+
+        q.add_argument("--format", default="auto", choices=("auto",) + tuple(FORMATS))
+        add_reader_options(q)
+
+    q = tasks.add_parser("next-event", help="next type (END included) and time on the Tax et al. 2017 chronological protocol")
+    q.add_argument("src", type=Path, help="event log (any format `ejc ingest` reads) with case ids, types and timestamps")
+    reader(q)
+    common(q, NEXT_EVENT_OVERRIDES)
+    q.add_argument("--test-fraction", type=float, default=1 / 3, help="last fraction of cases (by start time) tested (default 1/3)")
+    q.add_argument("--val-fraction", type=float, default=0.2, help="last fraction of training cases used for validation (default 0.2)")
+    q.add_argument("--epochs", type=int, default=60, help="most fine-tuning epochs (early stopping on validation)")
+    q.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
+    q.add_argument("--jepa-weight", type=float, default=0.1, help="weight of the auxiliary JEPA loss during fine-tuning (0: off)")
+    q.add_argument("--ensemble", type=int, default=1, help="models with different seeds averaged")
+    q.add_argument("--max-n", type=int, default=6, help="largest n tried for the n-gram baseline")
+    q.set_defaults(func=_run_and_write, task_fn=task_next_event)
+
+    q = tasks.add_parser("anomaly", help="sequence anomaly detection, threshold chosen from training data only")
+    q.add_argument("--train", required=True, type=Path, help="training sequences (normal, or labelled with --label-col)")
+    q.add_argument("--test", type=Path, default=None, help="test sequences labelled in --label-col")
+    q.add_argument("--test-normal", type=Path, default=None, help="test sequences that are all normal")
+    q.add_argument("--test-abnormal", type=Path, default=None, help="test sequences that are all anomalous")
+    q.add_argument("--normal-label", default="0", help="label value of normal rows (default 0)")
+    q.add_argument("--threshold-quantile", type=float, default=0.99, help="threshold = this quantile of held-out normal training scores (default 0.99)")
+    q.add_argument("--calib-fraction", type=float, default=0.2, help="fraction of normal training sequences held out to set thresholds (default 0.2)")
+    reader(q)
+    common(q, ANOMALY_OVERRIDES)
+    q.set_defaults(func=_run_and_write, task_fn=task_anomaly)
+
+    q = tasks.add_parser("probe", help="sequence labels -> logistic-regression probe on pooled representations")
+    q.add_argument("src", type=Path, help="event log whose sequences carry labels (--label-col)")
+    reader(q)
+    common(q, ANOMALY_OVERRIDES)
+    q.set_defaults(func=_run_and_write, task_fn=task_probe)
+
+    q = tasks.add_parser("retrieval", help="next-event retrieval among all candidate event types: recall_at_10, mrr")
+    q.add_argument("src", type=Path, help="event log (case ids, types, optional timestamps)")
+    reader(q)
+    common(q, NEXT_EVENT_OVERRIDES)
+    q.add_argument("--test-fraction", type=float, default=1 / 3)
+    q.add_argument("--val-fraction", type=float, default=0.2)
+    q.add_argument("--epochs", type=int, default=60)
+    q.add_argument("--patience", type=int, default=8)
+    q.add_argument("--jepa-weight", type=float, default=0.1)
+    q.add_argument("--k", type=int, default=10, help="cut-off of recall@k (reported as recall_at_<k>)")
+    q.set_defaults(func=_run_and_write, task_fn=task_retrieval)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _config(args: argparse.Namespace, defaults: list[str]) -> Any:
+    from ejc.config import load_config
+
+    return load_config(args.config, defaults + list(args.overrides) + ["train.device=cpu"])
+
+
+def _load(args: argparse.Namespace, path: Path) -> Any:
+    from ejc.cli import mapping_from_args
+    from ejc.eval.protocol import load_log
+
+    return load_log(path, args.format, mapping_from_args(args), args.time_format)
+
+
+def _run_and_write(args: argparse.Namespace) -> int:
+    from ejc.eval.report import write_result
+
+    result = args.task_fn(args)
+    write_result(result, args.out)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def evaluate_from_argv(argv: list[str]) -> dict[str, Any]:
+    """Run ``ejc evaluate ARGV`` (e.g. ``["next-event", "log.csv", "--out", "r.json"]``) and return
+    its result record without writing ``--out`` (``jobs/evaluate.py`` runs this as a Ray task)."""
+    from ejc.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", *argv])
+    return args.task_fn(args)
+
+
+def _seed(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    if args.threads < 1:
+        raise EjcError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+
+
+def _progress(msg: str) -> None:
+    print(f"ejc evaluate: {msg}", file=sys.stderr, flush=True)
+
+
+def _ft_options(args: argparse.Namespace) -> Any:
+    from ejc.eval.next_event import FineTuneOptions
+
+    if args.epochs < 1 or args.patience < 1:
+        raise EjcError("--epochs and --patience must be at least 1")
+    if args.jepa_weight < 0:
+        raise EjcError("--jepa-weight must be non-negative")
+    return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, ensemble=getattr(args, "ensemble", 1), seed=args.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# commands
+
+
+def task_next_event(args: argparse.Namespace) -> dict[str, Any]:
+    from ejc.eval.next_event import run_next_event
+    from ejc.eval.protocol import chronological_split
+    from ejc.eval.report import make_result
+
+    _seed(args)
+    if args.ensemble < 1 or args.max_n < 1:
+        raise EjcError("--ensemble and --max-n must be at least 1")
+    cfg = _config(args, NEXT_EVENT_OVERRIDES)
+    log = _load(args, args.src)
+    split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
+    _progress(f"{log.events} events, {split.sizes()}; training")
+    run = run_next_event(split, cfg, _ft_options(args), args.max_n)
+    if args.plot is not None:
+        from ejc.eval.plots import plot_confusion
+
+        types, _ = run.predictions["ejc"]
+        plot_confusion(types, run.targets.types, args.plot / "next_event_confusion.png", "ejc next event (test prefixes)")
+    result = make_result("next_event", args.dataset or args.src.name, run.metrics(), run.train_seconds, data=log.summary(), config=cfg.to_dict(), **run.details)
+    return result
+
+
+def _labelled(args: argparse.Namespace, path: Path) -> tuple[list[Any], Any]:
+    from ejc.eval.anomaly import sequence_labels
+
+    seqs = _load(args, path).sequences
+    return seqs, sequence_labels(seqs, args.normal_label)
+
+
+def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from ejc.eval.anomaly import run_anomaly
+    from ejc.eval.report import make_result
+
+    _seed(args)
+    cfg = _config(args, ANOMALY_OVERRIDES)
+    if (args.test is None) == (args.test_normal is None and args.test_abnormal is None):
+        raise EjcError("give either --test (labels in --label-col) or both --test-normal and --test-abnormal")
+    if args.test is None and (args.test_normal is None or args.test_abnormal is None):
+        raise EjcError("--test-normal and --test-abnormal go together")
+    if args.label_col is not None:
+        train, y = _labelled(args, args.train)
+        train = [s for s, lab in zip(train, y) if lab == 0]
+    else:
+        train = _load(args, args.train).sequences
+    if args.test is not None:
+        if args.label_col is None:
+            raise EjcError("--test needs --label-col naming the label column (or use --test-normal / --test-abnormal)")
+        test, labels = _labelled(args, args.test)
+    else:
+        normal = _load(args, args.test_normal).sequences
+        abnormal = _load(args, args.test_abnormal).sequences
+        test, labels = normal + abnormal, np.array([0] * len(normal) + [1] * len(abnormal))
+    _progress(f"{len(train)} normal training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
+    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.calib_fraction)
+    if args.plot is not None:
+        from ejc.eval.plots import plot_roc, plot_score_histograms
+
+        scores = {k: d.test_scores for k, d in run.detectors.items()}
+        plot_roc(scores, run.labels, args.plot / "anomaly_roc.png")
+        plot_score_histograms(scores, run.labels, {k: d.threshold for k, d in run.detectors.items()}, args.plot / "anomaly_scores.png")
+    name = args.dataset or args.train.parent.name or args.train.name
+    return make_result("anomaly", name, run.metrics(), run.train_seconds, config=cfg.to_dict(), **run.details)
+
+
+def task_probe(args: argparse.Namespace) -> dict[str, Any]:
+    from ejc.eval.probe import run_probe
+    from ejc.eval.report import make_result
+
+    _seed(args)
+    if args.label_col is None:
+        raise EjcError("probe needs --label-col naming the column of sequence labels")
+    cfg = _config(args, ANOMALY_OVERRIDES)
+    seqs = _load(args, args.src).sequences
+    metrics, seconds, details = run_probe(seqs, cfg, args.seed)
+    return make_result("probe", args.dataset or args.src.name, metrics, seconds, config=cfg.to_dict(), **details)
+
+
+def task_retrieval(args: argparse.Namespace) -> dict[str, Any]:
+    from ejc.eval.protocol import chronological_split
+    from ejc.eval.report import make_result
+    from ejc.eval.retrieval import run_retrieval
+
+    _seed(args)
+    if args.k < 1:
+        raise EjcError("--k must be at least 1")
+    cfg = _config(args, NEXT_EVENT_OVERRIDES)
+    log = _load(args, args.src)
+    split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
+    metrics, seconds, details = run_retrieval(split, cfg, _ft_options(args), args.k)
+    return make_result("retrieval", args.dataset or args.src.name, metrics, seconds, data=log.summary(), **details)
+
+
+__all__ = ["add_evaluate_commands", "evaluate_from_argv", "task_anomaly", "task_next_event", "task_probe", "task_retrieval"]

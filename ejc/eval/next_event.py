@@ -1,0 +1,427 @@
+"""Next-event prediction with the ejc model: JEPA pretraining, then supervised next-event heads.
+
+Shape legend: ``b`` cases in a batch, ``L`` padded length, ``d`` model width, ``V`` type vocabulary.
+
+Recipe (:func:`fit_next_event`):
+
+1. the cases get an explicit end-of-case event (:data:`~ejc.eval.protocol.END`, at the time of
+   the last event), so the end is predicted as one more type;
+2. the Event-JEPA model is pretrained with its own objective (``cfg.train.steps`` steps of
+   :class:`~ejc.train.loop.Trainer`, JEPA + next-event terms);
+3. its next-event heads are trained with the supervised loss (type cross-entropy incl. END, gap
+   NLL of the log-normal mixture excl. END), the JEPA loss kept as an auxiliary term weighted
+   by ``jepa_weight`` (0 switches it off). Tokens also get the event's absolute time, scaled so
+   that the training cases' start times span 0..1: logs drift, and this lets the model tell
+   an old regime from a recent one (test cases lie beyond 1, which the linear feature extends).
+   Epochs stop early on the validation cases' loss.
+
+:func:`evaluate_next_event` runs the selection on ``fit``/``val``, then refits on all training
+cases for the chosen number of epochs, and predicts the test prefixes: the most likely type
+(END included) and the median of the predicted gap distribution (MAE-optimal).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ejc.config import Config
+from ejc.data.sequence import EventSequence, window_sequence
+from ejc.eval.protocol import END, PrefixTargets, start_time, type_list
+from ejc.errors import EjcError
+from ejc.model.encoder import BatchTensors, to_tensors
+from ejc.model.jepa import EventJEPAModel
+from ejc.train.data import DataSpec, make_windows
+from ejc.train.loop import Trainer, ema_at
+
+
+@dataclass
+class FineTuneOptions:
+    """Supervised next-event training (the model itself is configured by a :class:`Config`)."""
+
+    max_epochs: int = 60
+    patience: int = 8  # epochs without a better validation loss before stopping
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    jepa_weight: float = 0.1  # auxiliary JEPA loss weight (0: off)
+    gap_weight: float = 0.5  # gap NLL weight beside the type cross-entropy
+    ensemble: int = 1  # models with different seeds whose predictions are averaged
+    # recency half-lives tried (fractions of the training time span; None = no weighting); the
+    # one with the best validation loss is used
+    half_lives: tuple[float | None, ...] = (None, 0.3, 0.1)
+    seed: int = 0
+
+
+def with_end(seq: EventSequence) -> EventSequence:
+    """``seq`` followed by an :data:`END` event at its last event's time (types only, no vectors)."""
+    types = type_list(seq)
+    if END in types:
+        raise EjcError(f"sequence {seq.id!r} already has an event of type {END!r}, which names the end of a case here; rename that type")
+    ts = None if seq.timestamps is None else np.append(seq.timestamps, seq.timestamps[-1])
+    return EventSequence(embeddings=None, timestamps=ts, event_types=types + [END], id=seq.id)
+
+
+def strip_vectors(seq: EventSequence) -> EventSequence:
+    """The sequence's types and times only (next-event evaluation predicts types and gaps)."""
+    return EventSequence(embeddings=None, timestamps=seq.timestamps, event_types=type_list(seq), id=seq.id)
+
+
+@dataclass
+class TimeScale:
+    """Absolute time scaled so that the training cases' start times span 0..1."""
+
+    origin: float
+    span: float
+
+    @classmethod
+    def fit(cls, seqs: list[EventSequence]) -> TimeScale:
+        starts = np.array([start_time(s) for s in seqs])
+        starts = starts[np.isfinite(starts)]
+        if not len(starts):
+            return cls(0.0, 1.0)
+        return cls(float(starts.min()), float(max(starts.max() - starts.min(), 1.0)))
+
+    def __call__(self, abs_times: torch.Tensor) -> torch.Tensor:
+        u = (abs_times.double() - self.origin) / self.span
+        return torch.where(torch.isfinite(u), u, torch.zeros_like(u)).float()
+
+
+class NextEventNet(nn.Module):
+    """The Event-JEPA model plus a drift feature (scaled absolute time) added to its input tokens."""
+
+    def __init__(self, jepa: EventJEPAModel, scale: TimeScale):
+        super().__init__()
+        self.jepa = jepa
+        self.scale = scale
+        self.drift = nn.Linear(1, jepa.cfg.model.d_model)
+        nn.init.zeros_(self.drift.weight)
+        nn.init.zeros_(self.drift.bias)
+
+    def states(self, bt: BatchTensors) -> torch.Tensor:
+        """``[b, L, d]`` causal context states: position ``t`` sees events ``<= t`` only."""
+        enc = self.jepa.context
+        x = enc.embed(bt) + self.drift(self.scale(bt.abs_times).unsqueeze(-1)) * bt.valid.unsqueeze(-1)
+        return enc.encoder(x, bt.valid, causal=True).events
+
+    def type_logits(self, h: torch.Tensor) -> torch.Tensor:
+        assert self.jepa.heads is not None
+        logits = self.jepa.heads.type_head(h)
+        logits[..., :2] = float("-inf")  # <pad>, <unk> are never predicted
+        return logits
+
+    def supervised_loss(self, bt: BatchTensors, gap_weight: float, end_id: int, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Type CE over every (prefix, next) pair incl. END; gap NLL over pairs not ending the case.
+
+        ``weights``: ``[b]`` per-sequence loss weights (weighted means; all 1 when not given).
+        """
+        heads = self.jepa.heads
+        assert heads is not None
+        h = self.states(bt)
+        pair = bt.valid[:, :-1] & bt.valid[:, 1:]
+        w = (weights if weights is not None else torch.ones(pair.shape[0])).unsqueeze(1).expand_as(pair)[pair]
+        src = h[:, :-1][pair]
+        nxt = bt.type_ids[:, 1:][pair]
+        keep = nxt > 1
+        ce_all = F.cross_entropy(heads.type_head(src[keep]), nxt[keep], reduction="none") if keep.any() else src.sum(-1)[:0]
+        ce = (ce_all * w[keep]).sum() / w[keep].sum().clamp_min(1e-12) if keep.any() else src.sum() * 0
+        total = ce
+        parts = {"type": float(ce.detach())}
+        timed = bt.has_time.unsqueeze(1).expand_as(pair)[pair] & (nxt != end_id)
+        if timed.any():
+            gap = (bt.times[:, 1:] - bt.times[:, :-1])[pair]
+            nll_all = heads.gap.nll(src[timed], gap[timed])
+            nll = (nll_all * w[timed]).sum() / w[timed].sum().clamp_min(1e-12)
+            total = total + gap_weight * nll
+            parts["gap_nll"] = float(nll.detach())
+        return total, parts
+
+
+def _batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+@dataclass
+class FitResult:
+    net: NextEventNet
+    spec: DataSpec
+    epochs: int  # epochs trained
+    best_epoch: int  # epoch with the best validation loss (== epochs without validation)
+    best_val_loss: float = float("nan")
+    half_life: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pretrain_cases(cfg: Config, train: list[EventSequence], seed: int = 0) -> Trainer:
+    """JEPA-pretrain (the model's own objective, ``cfg.train.steps`` steps) on ``train`` + END events."""
+    torch.manual_seed(seed)
+    cfg = copy.deepcopy(cfg)
+    cfg.train.seed = seed
+    cases = [with_end(s) for s in train]
+    spec = DataSpec.from_sequences(cases, cfg.model.max_types)
+    trainer = Trainer(cfg, spec, make_windows(cases, cfg.train.max_len, cfg.train.stride), "cpu")
+    for _ in range(cfg.train.steps):
+        trainer.step()
+    return trainer
+
+
+def recency_weights(train: list[EventSequence], half_life: float | None) -> np.ndarray:
+    """``[n]`` case weights ``2 ** -(age / half_life)``; age = (latest start - start) / start-time span.
+
+    ``None`` weighs every case 1. Logs drift: recent cases say more about what comes next.
+    """
+    if half_life is None:
+        return np.ones(len(train))
+    if half_life <= 0:
+        raise EjcError(f"recency half-life must be positive (a fraction of the training time span), got {half_life}")
+    u = np.array([start_time(s) for s in train])
+    scale = TimeScale.fit(train)
+    age = np.where(np.isfinite(u), (np.nanmax(u) - u) / scale.span, 0.0) if np.isfinite(u).any() else np.zeros(len(train))
+    return np.power(2.0, -age / half_life)
+
+
+def fit_next_event(
+    cfg: Config,
+    train: list[EventSequence],
+    val: list[EventSequence] | None,
+    opts: FineTuneOptions,
+    epochs: int | None = None,
+    seed: int = 0,
+    pretrained: Trainer | None = None,
+    half_life: float | None = None,
+) -> FitResult:
+    """Fine-tune next-event heads on ``train``; with ``val``, stop early on its loss and keep the best epoch.
+
+    ``pretrained``: a :func:`pretrain_cases` result on the same ``train`` (copied, not changed);
+    pretrained here when not given. Without ``val``, trains exactly ``epochs`` epochs (the refit
+    on all training cases). ``half_life``: recency weighting of the loss (:func:`recency_weights`).
+    """
+    t0 = time.perf_counter()
+    trainer = copy.deepcopy(pretrained) if pretrained is not None else pretrain_cases(cfg, train, seed)
+    torch.manual_seed(seed)
+    cfg, spec = trainer.cfg, trainer.spec
+    end_id = int(spec.vocab.encode([END])[0])
+    weights_of_case = recency_weights(train, half_life)
+    windows: list[EventSequence] = []
+    window_weight: list[float] = []
+    for ci, s in enumerate(train):
+        for w in window_sequence(with_end(s), cfg.train.max_len, cfg.train.stride or max(1, cfg.train.max_len // 2)):
+            windows.append(w)
+            window_weight.append(float(weights_of_case[ci]))
+    wts = np.asarray(window_weight)
+    net = NextEventNet(trainer.model, TimeScale.fit(train))
+    pad = trainer.pad_multiple
+    opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+
+    def tensors(seqs: list[EventSequence]) -> BatchTensors:
+        return to_tensors(spec.collate(seqs, cfg.train.max_len, pad))
+
+    val_batches = [tensors([with_end(val[i]) for i in idx]) for idx in _batches(len(val), 256, None)] if val else []
+    n_epochs = opts.max_epochs if epochs is None else epochs
+    steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
+    total_steps = max(1, n_epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    best = (float("inf"), 0)
+    best_state: dict[str, Any] | None = None
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def tensors(seqs: list[EventSequence]) -> BatchTensors:
+        return to_tensors(spec.collate(seqs, cfg.train.max_len, pad))
+
+    val_batches = [tensors([with_end(val[i]) for i in idx]) for idx in _batches(len(val), 256, None)] if val else []
+    n_epochs = opts.max_epochs if epochs is None else epochs
+    steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
+    total_steps = max(1, n_epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    best = (float("inf"), 0)
+    best_state: dict[str, Any] | None = None
+    step = 0
+    use_jepa = opts.jepa_weight > 0 and cfg.objective.jepa
+    for epoch in range(1, n_epochs + 1):
+        net.train()
+        for idx in _batches(len(windows), opts.batch_size, rng):
+            for g in opt.param_groups:  # cosine decay over the planned steps
+                g["lr"] = opts.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+            bt = tensors([windows[i] for i in idx])
+            loss, _ = net.supervised_loss(bt, opts.gap_weight, end_id, torch.as_tensor(wts[idx], dtype=torch.float32))
+            if use_jepa:
+                loss = loss + opts.jepa_weight * net.jepa.jepa_loss(bt, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
+            opt.step()
+            if use_jepa:
+                net.jepa.update_target(ema_at(cfg, cfg.train.steps))
+            step += 1
+        rec: dict[str, float] = {"epoch": epoch}
+        if val_batches:
+            net.eval()
+            with torch.no_grad():
+                losses = [net.supervised_loss(bt, opts.gap_weight, end_id) for bt in val_batches]
+            weights = [int(bt.valid.sum()) for bt in val_batches]
+            rec["val_loss"] = float(np.average([float(lo) for lo, _ in losses], weights=weights))
+            rec["val_type"] = float(np.average([p["type"] for _, p in losses], weights=weights))
+            if rec["val_loss"] < best[0] - 1e-4:
+                best = (rec["val_loss"], epoch)
+                best_state = copy.deepcopy(net.state_dict())
+            elif epoch - best[1] >= opts.patience:
+                history.append(rec)
+                break
+        history.append(rec)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    best_epoch = best[1] if val_batches else n_epochs
+    return FitResult(net, spec, len(history), best_epoch, best[0] if val_batches else float("nan"), half_life, history, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def predict_prefixes(models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Predictions for every prefix in ``targets`` (built from ``cases``).
+
+    Returns ``(types [N] object, gaps [N] seconds, probs [N, V'] , names [V'])``: the most
+    likely next type (END included), the median predicted gap, and the type probabilities
+    (averaged over ``models``) over the type names ``names`` (the first model's vocabulary
+    without ``<pad>``/``<unk>``).
+    """
+    names = [t for t in models[0].spec.vocab.itos[2:]]
+    n = len(targets)
+    probs = np.zeros((n, len(names)))
+    gaps = np.zeros((n, len(models)))
+    row_of = {(int(c), int(k)): j for j, (c, k) in enumerate(zip(targets.case, targets.length))}
+    for mi, fr in enumerate(models):
+        spec, net = fr.spec, fr.net
+        cfg = net.jepa.cfg
+        cols = np.array([spec.vocab.stoi.get(t, 1) for t in names])
+        pad = 2 ** (cfg.model.num_levels - 1) if cfg.model.encoder == "hierarchical" else 1
+        for idx in _batches(len(cases), batch, None):
+            seqs = [strip_vectors(cases[i]) for i in idx]
+            # every prefix of a case reads its state at its last position (the encoder is causal);
+            # cases longer than train.max_len are cut into windows of stride max_len // 2, and a
+            # prefix is read from the earliest window that holds its last event (the most context)
+            L = cfg.train.max_len
+            jobs: list[tuple[int, int, EventSequence]] = []
+            for ci, s in zip(idx, seqs):
+                for lo in range(0, max(1, len(s) - L // 2), max(1, L // 2)) if len(s) > L else [0]:
+                    jobs.append((int(ci), lo, s[lo : lo + L]))
+            bt = to_tensors(spec.collate([j[2] for j in jobs], None, pad))
+            h = net.states(bt)
+            prob = torch.softmax(net.type_logits(h), -1).numpy()
+            med = net.jepa.heads.gap.quantile(h.reshape(-1, h.shape[-1]), 0.5).reshape(h.shape[:2]).numpy()  # type: ignore[union-attr]
+            done: set[int] = set()
+            for bi, (ci, lo, s) in enumerate(jobs):
+                for pos in range(len(s)):
+                    j = row_of.get((ci, lo + pos + 1))
+                    if j is None or j in done:
+                        continue
+                    done.add(j)
+                    probs[j] += prob[bi, pos, cols] / len(models)
+                    gaps[j, mi] = med[bi, pos]
+    types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
+    return types, gaps.mean(1), probs, names
+
+
+__all__ = ["FineTuneOptions", "FitResult", "NextEventNet", "TimeScale", "fit_next_event", "pretrain_cases", "recency_weights", "predict_prefixes", "strip_vectors", "with_end"]
+
+
+# ----------------------------------------------------------------------------------------------
+# the task
+
+
+@dataclass
+class NextEventRun:
+    """Everything a next-event evaluation measured; :meth:`metrics` is what the report shows."""
+
+    targets: PrefixTargets
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]  # method -> (types [N], gaps [N] s)
+    probs: np.ndarray  # [N, V] ejc type probabilities
+    names: list[str]
+    details: dict[str, Any]
+    train_seconds: float
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        from ejc.eval.metrics import accuracy, mean_absolute_error
+
+        t = self.targets
+        out = {}
+        for name, (types, gaps) in self.predictions.items():
+            out[name] = {
+                "accuracy": accuracy(types, t.types),
+                "accuracy_excl_end": accuracy(types, t.types, ~t.is_end),
+                "time_mae_days": mean_absolute_error(gaps, t.gaps, ~t.is_end) / 86400.0,
+            }
+        return out
+
+
+def _baseline_predictions(model: Any, cases: list[EventSequence], t: PrefixTargets) -> tuple[np.ndarray, np.ndarray]:
+    preds = [model.predict(type_list(cases[c])[:k]) for c, k in zip(t.case, t.length)]
+    return np.array([p[0] for p in preds], dtype=object), np.array([p[1] for p in preds], np.float64)
+
+
+def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 6) -> NextEventRun:
+    """Baselines and ejc on a :class:`~ejc.eval.protocol.Split`, scored on every test prefix.
+
+    Selection (early stopping, n of the n-gram) uses ``split.fit`` / ``split.val`` only; the
+    final models are refitted on all training cases; the test cases are touched once, to score.
+    """
+    from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram
+    from ejc.eval.metrics import accuracy, mean_absolute_error
+    from ejc.eval.protocol import prefix_targets
+
+    types_of = lambda ss: [type_list(s) for s in ss]  # noqa: E731
+    gaps_of = lambda ss: [s.gaps() if s.timestamps is not None else np.full(len(s), np.nan) for s in ss]  # noqa: E731
+    targets = prefix_targets(split.test)
+    n, n_scores = choose_ngram(types_of(split.fit), types_of(split.val), max_n, gaps_of(split.fit))
+    ngram = NGramPredictor(n).fit(types_of(split.train), gaps_of(split.train))
+    last = LastEventPredictor().fit(types_of(split.train), gaps_of(split.train))
+
+    t0 = time.perf_counter()
+    refits = []
+    val_t = prefix_targets(split.val)
+    val_metrics = []
+    for m in range(opts.ensemble):
+        seed = opts.seed + 1000 * m
+        pre = pretrain_cases(cfg, split.fit, seed)
+        tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=seed, pretrained=pre, half_life=hl) for hl in opts.half_lives]
+        sel = min(tried, key=lambda fr: fr.best_val_loss)
+        vt, vg, _, _ = predict_prefixes([sel], split.val, val_t)
+        val_metrics.append(
+            {
+                "accuracy": accuracy(vt, val_t.types),
+                "accuracy_excl_end": accuracy(vt, val_t.types, ~val_t.is_end),
+                "time_mae_days": mean_absolute_error(vg, val_t.gaps, ~val_t.is_end) / 86400.0,
+                "best_epoch": sel.best_epoch,
+                "half_life": sel.half_life,
+                "val_loss_by_half_life": {str(fr.half_life): fr.best_val_loss for fr in tried},
+            }
+        )
+        refits.append(fit_next_event(cfg, split.train, None, opts, epochs=max(1, sel.best_epoch), seed=seed, half_life=sel.half_life))
+    train_seconds = time.perf_counter() - t0
+    types, gaps, probs, names = predict_prefixes(refits, split.test, targets)
+    details = {
+        "split": {**split.sizes(), "test_targets": len(targets), "test_targets_excl_end": int((~targets.is_end).sum())},
+        "ngram_n": n,
+        "ngram_val_accuracy": n_scores,
+        "ejc_validation": val_metrics,
+        "ensemble": opts.ensemble,
+    }
+    preds = {
+        "ejc": (types, gaps),
+        "ngram": _baseline_predictions(ngram, split.test, targets),
+        "last_event": _baseline_predictions(last, split.test, targets),
+    }
+    return NextEventRun(targets, preds, probs, names, details, train_seconds)
+
+
+__all__ += ["NextEventRun", "run_next_event"]

@@ -1,0 +1,215 @@
+"""`ejc evaluate`: metrics, baselines, protocols and the four commands on hand-checkable inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ejc.cli import main
+from ejc.eval.anomaly import empirical_pvalues, fisher_combine
+from ejc.eval.baselines import CountVectorNN, NGramPredictor, UnseenEventDetector, UnseenNgramFraction, choose_ngram
+from ejc.eval.metrics import accuracy, auroc, best_f1, mean_absolute_error, mean_reciprocal_rank, precision_recall_f1, ranks_of_truth, recall_at_k, roc_curve
+from ejc.eval.protocol import END, chronological_split, load_log, prefix_targets
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FAST = ["--config", "tiny", "-o", "train.steps=2", "--epochs", "2", "--patience", "1"]
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_auroc_roc_and_f1_on_known_scores():
+    scores = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
+    labels = np.array([1, 1, 0, 0, 0])
+    # pairs (pos, neg): 0.9 beats all 3; 0.8 beats 2 and ties 1 -> (3 + 2 + 0.5) / 6
+    assert auroc(scores, labels) == pytest.approx(5.5 / 6)
+    fpr, tpr, thr = roc_curve(scores, labels)
+    assert thr.tolist() == [np.inf, 0.9, 0.8, 0.3, 0.1]
+    assert tpr.tolist() == [0, 0.5, 1, 1, 1] and fpr.tolist() == pytest.approx([0, 0, 1 / 3, 2 / 3, 1])
+    assert precision_recall_f1(scores > 0.5, labels) == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8})
+    assert best_f1(scores, labels) == pytest.approx(0.8)  # 0.9 alone: p=1, r=0.5 -> 0.667
+    assert auroc(-scores, labels) == pytest.approx(0.5 / 6)
+
+
+def test_accuracy_mae_and_retrieval_ranks_by_hand():
+    assert accuracy(np.array(["a", "b", "c"]), np.array(["a", "x", "c"])) == pytest.approx(2 / 3)
+    assert accuracy(np.array(["a", "b"]), np.array(["a", "x"]), np.array([False, True])) == 0.0
+    assert mean_absolute_error(np.array([1.0, 5.0, 9.0]), np.array([2.0, np.nan, 5.0])) == pytest.approx(2.5)
+    scores = np.array([[0.1, 0.5, 0.4], [0.3, 0.3, 0.2], [0.9, 0.05, 0.05]])
+    ranks = ranks_of_truth(scores, np.array([2, 1, -1]))
+    assert ranks.tolist() == [2, 2, 4]  # ties rank pessimistically; a missing truth ranks C + 1
+    assert recall_at_k(ranks, 2) == pytest.approx(2 / 3) and recall_at_k(ranks, 1) == 0.0
+    assert mean_reciprocal_rank(ranks, 3) == pytest.approx((0.5 + 0.5 + 0) / 3)
+
+
+def test_empirical_pvalues_and_fisher():
+    cal = np.array([1.0, 2.0, 3.0, 4.0])
+    assert empirical_pvalues(cal, np.array([0.0, 2.5, 4.0, 9.0])).tolist() == pytest.approx([1.0, 3 / 5, 2 / 5, 1 / 5])
+    f = fisher_combine(np.stack([cal, cal], 1), np.array([[9.0, 0.0]]))
+    assert f[0] == pytest.approx(-2 * (np.log(0.2) + np.log(1.0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# baselines and protocol
+
+
+def test_ngram_backoff_and_choice_by_hand():
+    cases = [["a", "b", "c"]] * 3 + [["a", "b", "d"]]
+    m = NGramPredictor(2).fit(cases, [[0, 10, 20]] * 3 + [[0, 10, 50]])
+    assert m.predict(["a"]) == ("b", 10.0)
+    assert m.predict(["a", "b"]) == ("c", 20.0)  # c 3 times, d once; median gap after b = 20
+    assert m.predict(["a", "b", "c"])[0] == END
+    # an unseen context backs off to the unigram: b and END tie 4:4 (and in frequency): "<end>" < "b"
+    assert m.predict(["zzz"])[0] == END
+    n, scores = choose_ngram(cases, [["a", "b", "c"]], max_n=3)
+    assert n == 2 and scores[2] == 1.0 and scores[1] < 1.0
+
+
+def test_anomaly_baselines_by_hand():
+    train = [["a", "b", "c"], ["a", "b", "c", "c"]]
+    test = [["a", "b", "x"], ["a", "b"], ["a", "b", "c"]]
+    assert UnseenEventDetector().fit(train).score(test).tolist() == pytest.approx([1 / 3, 0, 0])
+    # count vectors over (a, b, c, unseen): [1,1,0,1] vs nearest [1,1,1,0] -> sqrt 2; [1,1,0,0] -> 1
+    assert CountVectorNN().fit(train).score(test).tolist() == pytest.approx([np.sqrt(2), 1.0, 0.0])
+    # 3-grams with <bos> <bos> ... <end>: "a b" ends early -> (a, b, <end>) unseen: 1 of 3
+    assert UnseenNgramFraction(3).fit(train).score(test).tolist() == pytest.approx([2 / 4, 1 / 3, 0.0])
+
+
+@pytest.mark.skipif(not (DATA / "process" / "helpdesk_tax.csv").is_file(), reason="../shared/data is not available")
+def test_tax_split_sizes_on_helpdesk():
+    log = load_log(DATA / "process" / "helpdesk_tax.csv")
+    assert (log.events, len(log.sequences), log.quarantined) == (13710, 3804, 0)
+    split = chronological_split(log.sequences)
+    assert split.sizes() == {"fit_cases": 2029, "val_cases": 507, "test_cases": 1268}
+    starts = [s.timestamps[0] for s in split.train + split.test]
+    assert starts == sorted(starts)
+    t = prefix_targets(split.test)
+    assert len(t) == 4143 and int((~t.is_end).sum()) == 2875
+
+
+# ----------------------------------------------------------------------------------------------
+# commands on a tiny log
+
+
+def tiny_log(path: Path) -> Path:
+    """24 cases, one a day: ``a b c`` (b 1 h after a, c 2 h after b), every 4th ``a b d`` (d 5 h after b)."""
+    rows = ["case,activity,time"]
+    for i in range(24):
+        t0 = 1_600_000_000 + i * 86400
+        last = ("d", 5 * 3600) if i % 4 == 3 else ("c", 2 * 3600)
+        for typ, t in (("a", t0), ("b", t0 + 3600), (last[0], t0 + 3600 + last[1])):
+            rows.append(f"c{i},{typ},{t}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def run_cli(argv: list[str], capsys) -> dict:
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
+    src = tiny_log(tmp_path / "log.csv")
+    argv = ["evaluate", "next-event", str(src), *FAST, "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "plots")]
+    res = run_cli(argv, capsys)
+    assert set(res) >= {"task", "dataset", "metrics", "train_seconds", "machine"}
+    assert res["task"] == "next_event" and res["dataset"] == "log.csv"
+    assert json.loads((tmp_path / "r.json").read_text()) == res
+    d = res["details"]
+    assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
+    assert d["ngram_n"] == 2
+    # n-gram: b (8/8), c after b (6 of 8 test cases), END (8/8); d cases' gap is off by 5 h - 2 h
+    assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
+    # last event repeats: never right; gap = median of 16 x 1 h, 12 x 2 h, 4 x 5 h = 1.5 h
+    assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
+    ejc = res["metrics"]["ejc"]
+    assert set(ejc) == {"accuracy", "accuracy_excl_end", "time_mae_days"}
+    assert 0 <= ejc["accuracy"] <= 1 and ejc["time_mae_days"] >= 0
+    assert (tmp_path / "plots" / "next_event_confusion.png").stat().st_size > 1000
+    again = run_cli(argv, capsys)
+    assert again["metrics"] == res["metrics"]
+
+
+def test_retrieval_command_ranks_by_hand(tmp_path, capsys):
+    src = tiny_log(tmp_path / "log.csv")
+    res = run_cli(["evaluate", "retrieval", str(src), *FAST, "--out", str(tmp_path / "r.json")], capsys)
+    assert res["task"] == "retrieval" and res["details"]["candidates"] == 5  # a b c d END
+    m = res["metrics"]
+    assert m["ngram"]["recall_at_10"] == 1.0
+    # n-gram ranks: b, c, END first; d second after b -> (8 + 6 + 2 / 2 + 8) / 24
+    assert m["ngram"]["mrr"] == pytest.approx(23 / 24, abs=1e-6)
+    # popularity (next-event counts b 16, END 16, c 12, d 4): ties rank pessimistically
+    assert m["popularity"]["mrr"] == pytest.approx((8 / 2 + 6 / 3 + 2 / 4 + 8 / 2) / 24, abs=1e-6)
+    assert 0 < m["ejc"]["mrr"] <= 1
+
+
+def test_anomaly_command_separate_files_by_hand(tmp_path, capsys):
+    (tmp_path / "train").write_text("".join(f"n{i},a b c{' c' * (i % 2)}\n" for i in range(10)))
+    (tmp_path / "normal").write_text("".join(f"t{i},a b c\n" for i in range(4)))
+    (tmp_path / "abnormal").write_text("x0,a b x\nx1,a b c\nx2,y\n")
+    res = run_cli(
+        ["evaluate", "anomaly", "--train", str(tmp_path / "train"), "--test-normal", str(tmp_path / "normal"), "--test-abnormal", str(tmp_path / "abnormal"),
+         *FAST[:4], "--out", str(tmp_path / "a.json"), "--plot", str(tmp_path / "plots")],
+        capsys,
+    )
+    assert res["task"] == "anomaly"
+    ue = res["metrics"]["unseen_event"]
+    # positives score 1/3, 0, 1; negatives 0 x 4 -> (4 + 4 * 0.5 + 4) / 12; threshold 0 flags 2 of 3
+    assert ue["auroc"] == pytest.approx(10 / 12) and ue["threshold"] == 0.0
+    assert (ue["precision"], ue["recall"], ue["f1"]) == pytest.approx((1.0, 2 / 3, 0.8))
+    assert set(res["metrics"]) == {"ejc", "ejc_model", "unseen_event", "count_vector_nn", "unseen_ngram"}
+    for m in res["metrics"].values():
+        assert set(m) == {"auroc", "precision", "recall", "f1", "best_f1", "threshold"}
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {"anomaly_roc.png", "anomaly_scores.png"}
+
+
+def test_anomaly_command_label_column_trains_on_normal_rows_only(tmp_path, capsys):
+    rows = ["Sequence,label"] + [f"a b c{' c' * (i % 2)},0" for i in range(10)] + ["z z z,1"] * 3
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("Sequence,label\na b c,0\na b c c,0\nz z,1\na q,1\n")
+    res = run_cli(["evaluate", "anomaly", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--label-col", "label",
+                   *FAST[:4], "--out", str(tmp_path / "a.json")], capsys)
+    assert res["details"]["train_normal"] == 10 and res["details"]["test_anomalous"] == 2
+    # z was only in anomalous training rows: unseen for a detector trained on normal rows
+    assert res["metrics"]["unseen_event"]["auroc"] == 1.0
+
+
+def test_probe_command(tmp_path, capsys):
+    rows = ["Sequence,label"] + ["a b a b a b,x"] * 6 + ["c c d c c d,y"] * 6
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    res = run_cli(["evaluate", "probe", str(tmp_path / "p.csv"), "--label-col", "label", *FAST[:4], "--out", str(tmp_path / "p.json")], capsys)
+    assert res["task"] == "probe" and res["details"]["classes"] == {"x": 6, "y": 6}
+    assert res["metrics"]["type_counts"]["accuracy"] == 1.0
+    assert set(res["metrics"]) == {"ejc", "random_encoder", "type_counts"}
+
+
+def test_bad_input_gives_clear_errors(tmp_path, capsys):
+    src = tiny_log(tmp_path / "log.csv")
+    assert main(["evaluate", "anomaly", "--train", str(src), "--out", str(tmp_path / "x.json")]) == 2
+    assert "--test" in capsys.readouterr().err
+    assert main(["evaluate", "next-event", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["evaluate", "probe", str(src), "--out", str(tmp_path / "x.json")]) == 2
+    assert "--label-col" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_job_runs_the_task_on_ray_and_writes_out(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    src = tiny_log(tmp_path / "log.csv")
+    out = tmp_path / "job.json"
+    cmd = [sys.executable, str(root / "jobs" / "evaluate.py"), "--num-cpus", "2", "next-event", str(src), *FAST, "--out", str(out)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RAY_DISABLE_USAGE_STATS": "1", "PYTHONPATH": str(root)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert json.loads(out.read_text()) == res
+    assert res["task"] == "next_event" and res["metrics"]["ngram"]["accuracy"] == pytest.approx(22 / 24, abs=1e-6)
