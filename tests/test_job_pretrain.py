@@ -106,8 +106,13 @@ def test_one_and_two_workers_give_the_same_loss_curve(curves):
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list, stop: threading.Event) -> None:
     while not stop.is_set():
         if run_dir.is_dir() and any(p.name.startswith("checkpoint_") for p in run_dir.iterdir()):
-            for proc in psutil.process_iter(["cmdline"]):
-                if "RayTrainWorker" in " ".join(proc.info["cmdline"] or []):
+            # only this test's own Ray (other Ray instances may run on the machine)
+            for proc in psutil.Process().children(recursive=True):
+                try:
+                    cmd = " ".join(proc.cmdline())
+                except psutil.Error:
+                    continue
+                if "RayTrainWorker" in cmd:
                     proc.kill()
                     killed.append(proc.pid)
                     return
