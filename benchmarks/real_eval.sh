@@ -2,20 +2,18 @@
 # Evaluation on the real data in ../shared/data (issue 7): ejc beside the baselines of the same run.
 # Usage: benchmarks/real_eval.sh [helpdesk|hdfs|hadoop ...]   (default: all three)
 # Results: benchmarks/out/eval_<name>.json (+ plots in benchmarks/out/plots_<name>/); each command
-# prints its result record as the last stdout line. Heavy runs take /work/.heavy.lock when it exists.
+# prints its result record as the last stdout line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EJC_DATA:-../shared/data}
 OUT=benchmarks/out
 mkdir -p "$OUT"
 PY=${PYTHON:-python}
-LOCK=()
-[ -e /work/.heavy.lock ] && LOCK=(flock /work/.heavy.lock)
 
 run() {  # name, then the evaluate arguments
   local name=$1; shift
   echo "== $name: ejc evaluate $*" >&2
-  /usr/bin/time -v "${LOCK[@]}" "$PY" -m ejc.cli evaluate "$@" --out "$OUT/eval_$name.json" --plot "$OUT/plots_$name" \
+  /usr/bin/time -v "$PY" -m ejc.cli evaluate "$@" --out "$OUT/eval_$name.json" --plot "$OUT/plots_$name" \
     2> "$OUT/eval_$name.log" | tail -1
 }
 

@@ -92,27 +92,35 @@ def sequence_labels(seqs: list[EventSequence], normal: str = "0") -> np.ndarray:
 
 
 @torch.no_grad()
-def type_surprise(trainer: Trainer, seqs: list[EventSequence], batch: int = 64) -> list[np.ndarray]:
+def type_surprise(trainer: Trainer, seqs: list[EventSequence], max_tokens: int = 32768) -> list[np.ndarray]:
     """Per sequence, ``[n - 1]`` negative log-likelihoods of events ``1..n-1``' types given their past.
 
-    The causal context encoder sees the whole sequence at once (no window cut), so each event
-    is judged from its full history.
+    The causal context encoder sees each whole sequence (no window cut), so each event is
+    judged from its full history. Sequences are batched by length under a budget of
+    ``max_tokens`` padded events per batch (a 100k-event session runs alone), bounding memory.
     """
     model = trainer.model
     model.eval()
     heads = model.heads
     if heads is None:
         raise EjcError("the anomaly model needs next-event heads (objective.future=true)")
-    out: list[np.ndarray] = []
-    for i in range(0, len(seqs), batch):
-        chunk = seqs[i : i + batch]
+    out: list[np.ndarray | None] = [None] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end + 1 - start) * len(seqs[order[end]]) <= max_tokens:
+            end += 1
+        idx = order[start:end]
+        start = end
+        chunk = [seqs[i] for i in idx]
         bt = to_tensors(trainer.spec.collate(chunk, None, trainer.pad_multiple))
         h = model.context(bt, causal=True).events
         logp = torch.log_softmax(heads.type_head(h[:, :-1]).float(), -1)
         nll = -logp.gather(-1, bt.type_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        for j, s in enumerate(chunk):
-            out.append(nll[j, : max(0, len(s) - 1)].numpy().astype(np.float64))
-    return out
+        for j, i in enumerate(idx):
+            out[i] = nll[j, : max(0, len(seqs[i]) - 1)].numpy().astype(np.float64)
+    return out  # type: ignore[return-value]
 
 
 def model_scores(trainer: Trainer, seqs: list[EventSequence]) -> np.ndarray:
