@@ -104,19 +104,32 @@ def test_one_and_two_workers_give_the_same_loss_curve(curves):
 
 
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list, stop: threading.Event) -> None:
+    """Kill one training worker as soon as Ray Train has registered a checkpoint.
+
+    A checkpoint directory on disk is not enough: the controller registers it (and lists it in
+    ``checkpoint_manager_snapshot.json``) a moment later, and only registered checkpoints are
+    restored after a failure.
+    """
+    started = time.time()
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
     while not stop.is_set():
-        if run_dir.is_dir() and any(p.name.startswith("checkpoint_") for p in run_dir.iterdir()):
-            # only this test's own Ray (other Ray instances may run on the machine)
+        try:
+            ready = bool(json.loads(snapshot.read_text())["checkpoint_results"])
+        except (OSError, ValueError, KeyError):
+            ready = False
+        if ready:
+            # only a worker of this run: this test's own Ray (other Ray instances may run on the
+            # machine), started after this run began (workers of earlier runs may linger)
             for proc in psutil.Process().children(recursive=True):
                 try:
-                    cmd = " ".join(proc.cmdline())
+                    cmd, born = " ".join(proc.cmdline()), proc.create_time()
                 except psutil.Error:
                     continue
-                if "RayTrainWorker" in cmd:
+                if "RayTrainWorker" in cmd and born >= started - 1.0:
                     proc.kill()
                     killed.append(proc.pid)
                     return
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
 def test_killed_worker_resumes_from_last_checkpoint_without_repeating_steps(job, events, curves, tmp_path, capsys):
