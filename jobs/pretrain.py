@@ -95,8 +95,9 @@ def train_loop(config: dict[str, Any]) -> None:
     ``data_order="global"``: every worker holds all windows and takes its rows of one global,
     seeded batch order; the run is the same for any number of workers and resumes the exact
     data order (see :class:`ejc.train.loop.Trainer`).
-    Step metrics are sent to MLflow only once the checkpoint covering them is reported, so a
-    restarted worker group never logs a step twice.
+    Step metrics are sent to MLflow only once the checkpoint covering them is reported, and a
+    restarted worker group skips steps an earlier attempt already logged, so no step is logged
+    twice.
     """
     import ray.train
     import ray.train.torch
@@ -133,12 +134,19 @@ def train_loop(config: dict[str, Any]) -> None:
     if not global_order:  # different masks per worker, and fresh ones after a resume
         trainer.mask_gen.manual_seed(cfg.train.seed + 1 + rank + 7919 * resumed_from)
     tracker: Any = NullTracker()
+    logged_until = 0
     if rank == 0 and config.get("run_id"):
         from ejc.train.mlflow_tracker import MLflowTracker
 
         tracker = MLflowTracker(config["tracking_uri"], run_id=config["run_id"])
         if resumed_from:
             tracker.log_metrics({"resumed_from_step": float(resumed_from)}, resumed_from)
+            # Ray Train registers a reported checkpoint asynchronously: a worker that died right
+            # after a report may have logged steps past the checkpoint it is restored from. Those
+            # steps keep their first values (identical with --data-order global) and are not
+            # logged again.
+            history = tracker.client.get_metric_history(tracker.run_id, "loss")
+            logged_until = max((m.step for m in history), default=0)
 
     def stream_batches():  # noqa: ANN202
         while True:
@@ -164,7 +172,8 @@ def train_loop(config: dict[str, Any]) -> None:
                 checkpoint = Checkpoint.from_directory(str(trainer.save(tmp))) if rank == 0 else None
                 ray.train.report({"step": s, "loss": parts["loss"], "eff_rank": parts.get("eff_rank", float("nan")), "resumed_from_step": resumed_from}, checkpoint=checkpoint)
             for row in pending:
-                tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+                if row["step"] > logged_until:
+                    tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
             history.extend(pending)
             pending = []
     if rank == 0 and history:
