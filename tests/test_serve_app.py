@@ -59,8 +59,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Training and the in-process reference calls run on one thread: on a busy 2-core box two
+    threads are several times slower (measured 15 s vs 68 s for the fixture's training)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, one_torch_thread):
     d = tmp_path_factory.mktemp("serve")
     table, _ = generate(num_entities=24, seed=0)
     run = d / "run"
