@@ -492,7 +492,8 @@ class EmbeddingCube:
         are named ``"<hierarchy_type>.<i>"`` (0 = coarsest) and written into each entity's
         ``hierarchy_info``, so ``find_similar(filter=...)`` can use them. ``options`` go to
         :func:`~ejc.cube.hierarchy.detect_hierarchy` (``min_gap_ratio``, ``sample_size``, ...).
-        Entity objects not yet in the cube are added. Returns :meth:`Hierarchy.to_dict`.
+        Entity objects not yet in the cube are added. A hierarchy is a snapshot: entities added
+        or removed later are not in it until it is created again. Returns :meth:`Hierarchy.to_dict`.
         """
         if not isinstance(hierarchy_type, str) or not hierarchy_type or "=" in hierarchy_type:
             raise CubeError(f"hierarchy_type must be a non-empty name without '=', got {hierarchy_type!r}")
