@@ -14,7 +14,7 @@ kind of synthetic log; a predict request is one 64-event sequence (vectors inclu
 JSON) and asks for the next event. The cube holds ``--entities`` synthetic entities in two
 spaces. Everything listens on 127.0.0.1 only. Writes ``benchmarks/out/serve_load.json``.
 
-    flock /work/.heavy.lock python benchmarks/serve_load.py            # 3 x 60 s
+    .venv/bin/python benchmarks/serve_load.py                          # 3 x 60 s
     python benchmarks/serve_load.py --duration 5 --warmup 1            # smoke run
 """
 

@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_pretrain(sub)
     _add_quickstart(sub)
+    from ejc.cube.cli import add_index_commands
+
+    add_index_commands(sub)
     return parser
 
 

@@ -2,7 +2,7 @@
 
     python jobs/pretrain.py --events DIR --config PRESET_OR_YAML [key=value ...] [--num-workers N]
         [--use-gpu] [--tracking-uri URI] [--experiment NAME] [--out DIR] [--name NAME]
-        [--debug-steps N] [--max-failures N] [--no-track]
+        [--debug-steps N] [--max-failures N] [--data-order stream|global] [--no-track]
 
 Wiring only (model logic lives in ``ejc``): the event table (Parquet file or directory) is read
 with Ray Data, hash-partitioned by entity, sorted and cut into windows
@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke run)")
     p.add_argument("--max-failures", type=int, default=2, help="worker-group restarts allowed (FailureConfig)")
     p.add_argument("--num-partitions", type=int, default=8, help="entity hash partitions for windowing")
+    p.add_argument(
+        "--data-order",
+        choices=("stream", "global"),
+        default="stream",
+        help="stream: each worker streams its split of the windows (any data size); global: every worker holds all windows and "
+        "takes its rows of one seeded global batch order (same run for any worker count, exact resume; windows must fit in a worker's memory)",
+    )
     return p.parse_args(argv)
 
 
@@ -61,8 +68,30 @@ def data_spec_from_dataset(ds: Any, max_types: int) -> Any:
     return data_spec_from_summaries(dim_rows, counts, max_types)
 
 
+def _global_windows(shard: Any) -> list[Any]:
+    """Every window of the (unsplit) dataset in a fixed order: entity id, then window number."""
+    import pyarrow as pa
+
+    from ejc.data.windows import windows_to_sequences
+
+    batches = list(shard.iter_batches(batch_size=4096, batch_format="pyarrow"))
+    if not batches:
+        raise RuntimeError("the training dataset holds no windows; check --events and train.min_events")
+    table = pa.concat_tables(batches).sort_by([("entity_id", "ascending"), ("window", "ascending")])
+    return windows_to_sequences(table)
+
+
 def train_loop(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker."""
+    """Runs on every Ray Train worker.
+
+    ``data_order="stream"``: each worker streams its own split of the windows (scales to data
+    larger than a worker's memory; the order depends on the split and restarts on resume).
+    ``data_order="global"``: every worker holds all windows and takes its rows of one global,
+    seeded batch order; the run is the same for any number of workers and resumes the exact
+    data order (see :class:`ejc.train.loop.Trainer`).
+    Step metrics are sent to MLflow only once the checkpoint covering them is reported, so a
+    restarted worker group never logs a step twice.
+    """
     import ray.train
     import ray.train.torch
     from ray.train import Checkpoint
@@ -80,25 +109,32 @@ def train_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     per_worker = max(1, cfg.train.batch_size // world)
+    global_order = config.get("data_order", "stream") == "global"
 
     def wrap(m: Any) -> Any:
         return ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"find_unused_parameters": True}) if world > 1 else m.to(device)
 
-    trainer = Trainer(cfg, spec, None, device, wrap=wrap)
-    trainer.mask_gen.manual_seed(cfg.train.seed + 1 + rank)  # different masks per worker
+    shard = ray.train.get_dataset_shard("train")
+    windows = _global_windows(shard) if global_order else None
+    trainer = Trainer(cfg, spec, windows, device, wrap=wrap, shard=(rank, world) if global_order else (0, 1))
     ckpt = ray.train.get_checkpoint()
+    resumed_from = 0
     if ckpt is not None:
         with ckpt.as_directory() as d:
             _, _, state, tstate, _ = load_checkpoint(d)
             trainer.load_state_dict(state, tstate)
+        resumed_from = trainer.step_no
+    if not global_order:  # different masks per worker, and fresh ones after a resume
+        trainer.mask_gen.manual_seed(cfg.train.seed + 1 + rank + 7919 * resumed_from)
     tracker: Any = NullTracker()
     if rank == 0 and config.get("run_id"):
         from ejc.train.mlflow_tracker import MLflowTracker
 
         tracker = MLflowTracker(config["tracking_uri"], run_id=config["run_id"])
-    shard = ray.train.get_dataset_shard("train")
+        if resumed_from:
+            tracker.log_metrics({"resumed_from_step": float(resumed_from)}, resumed_from)
 
-    def batches():  # noqa: ANN202
+    def stream_batches():  # noqa: ANN202
         while True:
             got = False
             for b in shard.iter_batches(batch_size=per_worker, batch_format="pyarrow"):
@@ -107,20 +143,24 @@ def train_loop(config: dict[str, Any]) -> None:
             if not got:
                 raise RuntimeError(f"worker {rank} received no training windows; use fewer workers or more data")
 
-    it = batches()
+    it = None if global_order else stream_batches()
     end = cfg.train.steps if config.get("stop_after") is None else min(cfg.train.steps, trainer.step_no + int(config["stop_after"]))
     history: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     while trainer.step_no < end:
-        parts = trainer.step(next(it))
+        parts = trainer.step(None if it is None else next(it))
         s = trainer.step_no
         if rank == 0 and (s % cfg.train.log_every == 0 or s == end):
-            tracker.log_metrics(parts, s)
-            history.append({"step": s, **parts})
+            pending.append({"step": s, **parts})
         if s % cfg.train.checkpoint_every == 0 or s == end:
             with tempfile.TemporaryDirectory() as tmp:
                 checkpoint = Checkpoint.from_directory(str(trainer.save(tmp))) if rank == 0 else None
-                ray.train.report({"step": s, "loss": parts["loss"], "eff_rank": parts.get("eff_rank", float("nan"))}, checkpoint=checkpoint)
+                ray.train.report({"step": s, "loss": parts["loss"], "eff_rank": parts.get("eff_rank", float("nan")), "resumed_from_step": resumed_from}, checkpoint=checkpoint)
+            for row in pending:
+                tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+            history.extend(pending)
+            pending = []
     if rank == 0 and history:
         with tempfile.TemporaryDirectory() as tmp:
             tracker.log_artifact(plot_loss_curves(history, Path(tmp) / "loss_curve.png"))
@@ -138,9 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     except EjcError as e:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 2
+    print(json.dumps(run(args, cfg), default=str), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
+    """The job with parsed ``args`` and a resolved config; returns its summary."""
     import ray
     import ray.data
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from ejc.data.windows import windows_batch
@@ -172,18 +218,27 @@ def main(argv: list[str] | None = None) -> int:
             "config": cfg.to_dict(),
             "spec": spec.to_dict(),
             "stop_after": args.debug_steps,
+            "data_order": args.data_order,
             "run_id": tracker.run_id if tracker else None,
             "tracking_uri": tracker.tracking_uri if tracker else None,
         },
         scaling_config=ScalingConfig(num_workers=args.num_workers, use_gpu=args.use_gpu),
         run_config=RunConfig(storage_path=storage, name=args.name, failure_config=FailureConfig(max_failures=args.max_failures)),
         datasets={"train": windows},
+        dataset_config=DataConfig(datasets_to_split=[] if args.data_order == "global" else "all"),
     )
     status = "FAILED"
     summary: dict[str, Any] = {}
     try:
         result = trainer.fit()
-        summary = {"steps": int(result.metrics.get("step", 0)), "loss": result.metrics.get("loss"), "eff_rank": result.metrics.get("eff_rank"), "checkpoint": result.checkpoint.path if result.checkpoint else None}
+        summary = {
+            "steps": int(result.metrics.get("step", 0)),
+            "loss": result.metrics.get("loss"),
+            "eff_rank": result.metrics.get("eff_rank"),
+            "resumed_from_step": int(result.metrics.get("resumed_from_step", 0)),
+            "data_order": args.data_order,
+            "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        }
         if result.checkpoint is not None:
             final = Path(storage) / args.name / "model"
             shutil.rmtree(final, ignore_errors=True)
@@ -200,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["tracking_uri"] = tracker.tracking_uri
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["workers"] = args.num_workers
-    print(json.dumps(summary, default=str), flush=True)
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

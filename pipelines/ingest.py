@@ -102,10 +102,16 @@ def run_ingest(
     window_length: int | None = None,
     window_stride: int | None = None,
     min_events: int = 1,
-    num_partitions: int = 8,
+    num_partitions: int | None = None,
     chunk_rows: int = 65536,
+    partition_rows: int = 250_000,
 ) -> dict[str, Any]:
-    """Run the pipeline on the current Ray cluster (the caller owns ``ray.init``); returns the report."""
+    """Run the pipeline on the current Ray cluster (the caller owns ``ray.init``); returns the report.
+
+    ``num_partitions`` (entity hash partitions for windowing; one partition is sorted and cut in
+    one task) defaults to ``ceil(accepted / partition_rows)``, so a task's memory stays bounded
+    however large the log is.
+    """
     import ray.data
 
     t0 = time.perf_counter()
@@ -152,6 +158,9 @@ def run_ingest(
         "dims": dims,
     }
     if window_length:
+        if num_partitions is None:
+            num_partitions = max(2, -(-accepted // partition_rows))
+        report["partitions"] = num_partitions
         acc = staged_ds.map_batches(accepted_with_order, batch_format="pyarrow")
         if embed != "none":  # embed here too (a text cache makes the second pass cheap)
             acc = acc.map_batches(

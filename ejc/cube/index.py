@@ -28,8 +28,10 @@ Kinds (``kind="auto"`` picks by size, see :class:`IndexOptions`):
 
 Cosine = inner product of L2-normalised vectors. Scores are "higher is more similar": cosine
 similarity, inner product, or minus the Euclidean distance. With a GPU visible to FAISS
-(``faiss.get_num_gpus() > 0``) flat and IVF indices are searched on a GPU copy unless the search
-needs an id filter (FAISS GPU indices do not take ``IDSelector``s) — those run on the CPU index.
+(``faiss.get_num_gpus() > 0``, ``use_gpu=True``) IVF indices are trained and filled on the GPU(s),
+and flat and IVF indices are searched on a GPU copy unless the search needs an id filter (FAISS
+GPU indices do not take ``IDSelector``s) — those run on the CPU index. (The GPU code path has
+not been exercised on a GPU machine yet.)
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ class VectorIndex:
         self._tombstones = 0  # retired slots still inside the FAISS index (HNSW)
         self._tuned: dict[str, int] = {}  # {"nprobe": ..} or {"efSearch": ..} chosen by tuning
         self._gpu_index: Any = None
+        self._gpus: int | None = None  # faiss.get_num_gpus(), asked once
         self._read_only = False
         self.model_version: str | None = None  # set by load() from the manifest
 
@@ -233,6 +236,26 @@ class VectorIndex:
         slots = np.fromiter((self._id_to_slot[i] for i in ids), dtype=np.int64, count=len(ids))
         return np.array(self._vecs[slots], dtype=np.float32)
 
+    def build(self) -> VectorIndex:
+        """Build (train, add, tune) the FAISS index now; otherwise the first search or save does.
+
+        Bulk loads should ``upsert`` everything first and build once: an approximate index is
+        trained on a sample of what is stored when it is built.
+        """
+        self._ensure_built()
+        return self
+
+    @property
+    def search_params(self) -> dict[str, int]:
+        """The search parameters in use (``nprobe`` for IVF kinds, ``efSearch`` for HNSW)."""
+        if self._index is None:
+            return {}
+        if self._built_kind in ("ivf", "ivfpq"):
+            return {"nprobe": self._nprobe(), "nlist": int(self._index.nlist)}
+        if self._built_kind == "hnsw":
+            return {"efSearch": self._ef_search()}
+        return {}
+
     # ------------------------------------------------------------------------------------------
     # search
 
@@ -244,23 +267,28 @@ class VectorIndex:
             allowed: only these ids may be returned (hierarchy filters); unknown ids are ignored.
             exclude: these ids are never returned (e.g. the query entity itself).
         """
-        q = np.asarray(queries)
+        # this path is kept lean: at ~0.1-1 ms per FAISS query, a few numpy calls already show
+        q = queries if type(queries) is np.ndarray and queries.dtype == np.float32 else self._as_float32(queries, "queries")
         if q.ndim == 1:
-            q = q[None, :]
-        q = self._check_vectors(q, None, "queries")
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            q = q.reshape(1, -1)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise VectorIndexError(f"queries must have shape (n, {self.dim}) or ({self.dim},), got {q.shape}: this index holds {self.dim}-dimensional vectors")
+        if type(k) is not int and (not isinstance(k, np.integer) or isinstance(k, bool)) or k < 1:
             raise VectorIndexError(f"k must be a positive integer, got {k!r}")
         k = int(k)
-        if len(self) == 0 or len(q) == 0:
+        sq = (q * q).sum(axis=1)  # [q] squared norms; not finite <=> NaN / inf (or absurdly large) values
+        if not np.isfinite(sq).all():
+            raise VectorIndexError(f"queries contain NaN, infinite or too large values (rows {np.flatnonzero(~np.isfinite(sq))[:5].tolist()})")
+        if not self._id_to_slot or len(q) == 0:
             return [[] for _ in range(len(q))]
         if self.metric == "cosine":
-            qn = np.linalg.norm(q, axis=1, keepdims=True)
-            if (qn == 0).any():
+            if not sq.all():
                 raise VectorIndexError("a query vector is all zeros: cosine similarity needs a direction")
-            q = q / qn
-        q = np.ascontiguousarray(q, dtype=np.float32)
+            q = q / np.sqrt(sq)[:, None]
+        elif not q.flags.c_contiguous:
+            q = np.ascontiguousarray(q)
         self._ensure_built()  # may compact the store: slot numbers are only read after it
-        excl = {self._id_to_slot[i] for i in (exclude or ()) if i in self._id_to_slot}
+        excl = {self._id_to_slot[i] for i in exclude if i in self._id_to_slot} if exclude else set()
         if allowed is not None:
             if isinstance(allowed, str):
                 raise VectorIndexError("allowed must be a collection of ids, not a single string")
@@ -283,23 +311,32 @@ class VectorIndex:
         return self._top(scores.astype(np.float32), np.broadcast_to(slots, scores.shape), k)
 
     def _faiss_search(self, q: np.ndarray, k: int, allowed: np.ndarray | None, excl: set[int]) -> list[list[tuple[str, float]]]:
-        approximate = self._built_kind != "flat"
-        factor = {"flat": 1, "ivfpq": self.options.pq_rerank}.get(self._built_kind, self.options.rerank)
-        fetch = max(min(k * factor, self._index.ntotal), 1)
-        keep: list[Any] = []  # buffers the selectors point into, alive until the search returns
-        sel = self._selector(allowed, excl, keep)
-        params = self._search_params(sel)
-        index = self._index if sel is not None else self._search_target()
-        if params is None:
-            dist, labels = index.search(q, fetch)  # [q, c]
+        rerank = self._reranks()
+        fetch = k * (self.options.pq_rerank if self._built_kind == "ivfpq" else self.options.rerank) if rerank else k
+        fetch = min(fetch, len(self._slot_ids))  # never ask FAISS for more than it holds (k may be huge)
+        if allowed is None and not self._tombstones and len(excl) <= 16:
+            # fast path (no FAISS selector): over-fetch by the few excluded ids, drop them after
+            fetch += len(excl)
+            dist, labels = self._search_target().search(q, fetch)  # [q, c]
+            if excl and rerank:
+                labels = np.where(np.isin(labels, np.fromiter(excl, dtype=np.int64)), -1, labels)
         else:
-            dist, labels = index.search(q, fetch, params=params)
-        if approximate:
-            scores = self._exact_scores(q, labels)
-        else:
-            scores = -np.sqrt(np.maximum(dist, 0)) if self.metric == "l2" else dist
-            scores = np.where(labels < 0, -np.inf, scores)
-        return self._top(scores, labels, k)
+            keep: list[Any] = []  # selectors and the buffers they point into, alive until the search returns
+            sel = self._selector(allowed, excl, keep)
+            dist, labels = self._index.search(q, fetch, params=self._search_params(sel))
+        if rerank:
+            return self._top(self._exact_scores(q, labels), labels, k)
+        if self.metric == "l2":
+            dist = -np.sqrt(np.maximum(dist, 0))
+        ids = self._slot_ids
+        out = []
+        for lrow, srow in zip(labels.tolist(), dist.tolist()):  # FAISS returns them best first
+            out.append([(ids[lab], sc) for lab, sc in zip(lrow, srow) if lab >= 0 and lab not in excl][:k])
+        return out
+
+    def _reranks(self) -> bool:
+        """Whether search re-ranks candidates from the store: only lossy codes (PQ, SQ8) need it."""
+        return self._built_kind == "ivfpq" or (self._built_kind == "ivf" and self.options.codec == "sq8")
 
     def _selector(self, allowed: np.ndarray | None, excl: set[int], keep: list[Any]) -> Any:
         """An ``IDSelector`` for the filters and tombstones (None when nothing is filtered)."""
@@ -325,10 +362,10 @@ class VectorIndex:
     def _search_params(self, sel: Any) -> Any:
         faiss = _faiss()
         if self._built_kind in ("ivf", "ivfpq"):
-            return faiss.SearchParametersIVF(sel=sel, nprobe=self._nprobe()) if sel is not None else faiss.SearchParametersIVF(nprobe=self._nprobe())
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self._nprobe())
         if self._built_kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef_search()) if sel is not None else faiss.SearchParametersHNSW(efSearch=self._ef_search())
-        return faiss.SearchParameters(sel=sel) if sel is not None else None
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=self._ef_search())
+        return faiss.SearchParameters(sel=sel)
 
     def _exact_scores(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Exact scores ``[q, c]`` of the stored vectors at ``slots`` (``-1`` -> ``-inf``)."""
@@ -338,7 +375,7 @@ class VectorIndex:
         if self.metric == "l2":
             s = -np.linalg.norm(cand - q[:, None, :], axis=2)
         else:
-            s = np.einsum("qcd,qd->qc", cand, q)
+            s = (cand @ q[:, :, None])[:, :, 0]
             if self.metric == "cosine":
                 s = s / self._norms[safe]
         return np.where(valid, s, -np.inf).astype(np.float32)
@@ -356,20 +393,32 @@ class VectorIndex:
     def _ef_search(self) -> int:
         return int(self.options.ef_search or self._tuned.get("efSearch") or 128)
 
+    def _apply_search_params(self) -> None:
+        """Set nprobe / efSearch on the FAISS index itself (the unfiltered path passes no params)."""
+        if self._built_kind in ("ivf", "ivfpq"):
+            self._index.nprobe = self._nprobe()
+        elif self._built_kind == "hnsw":
+            _faiss().downcast_index(self._index.index).hnsw.efSearch = self._ef_search()
+        self._gpu_index = None
+
+    def _gpu_count(self) -> int:
+        """GPUs FAISS can use for this index (0 with ``use_gpu=False`` or a CPU-only FAISS); asked once."""
+        if not self.options.use_gpu:
+            return 0
+        if self._gpus is None:
+            self._gpus = int(_faiss().get_num_gpus())
+        return self._gpus
+
     def _search_target(self) -> Any:
         """The GPU copy of the index when FAISS sees a GPU (flat / IVF), else the CPU index."""
-        if self._gpu_index is None and self.options.use_gpu and self._built_kind in ("flat", "ivf", "ivfpq"):
-            faiss = _faiss()
-            if faiss.get_num_gpus() > 0:
+        if self._gpu_index is None and self._built_kind in ("flat", "ivf") and self.options.use_gpu:
+            if self._gpu_count() > 0:
+                faiss = _faiss()
                 gpu = faiss.index_cpu_to_all_gpus(self._index)
                 if self._built_kind != "flat":
                     faiss.ParameterSpace().set_index_parameter(gpu, "nprobe", self._nprobe())
                 self._gpu_index = gpu
-        if self._gpu_index is not None:
-            return self._gpu_index
-        if self._built_kind in ("ivf", "ivfpq"):
-            self._index.nprobe = self._nprobe()
-        return self._index
+        return self._gpu_index if self._gpu_index is not None else self._index
 
     # ------------------------------------------------------------------------------------------
     # building
@@ -437,14 +486,23 @@ class VectorIndex:
             if kind == "ivfpq":
                 sample = min(n, max(sample, 64 * 2**nbits))
             train = np.sort(rng.choice(n, size=sample, replace=False)) if sample < n else slots
-            index.train(self._prepared(train))
-        if n:
+            if kind == "ivf" and self._gpu_count() > 0:
+                # k-means and list assignment on the GPU(s); the CPU copy is what is kept and saved
+                gpu = faiss.index_cpu_to_all_gpus(index)
+                gpu.train(self._prepared(train))
+                if n:
+                    gpu.add_with_ids(self._prepared(slots), slots)
+                index = faiss.index_gpu_to_cpu(gpu)
+            else:
+                index.train(self._prepared(train))
+        if n and (kind != "ivf" or self._gpu_count() == 0):
             index.add_with_ids(self._prepared(slots), slots)
         self._index, self._built_kind, self._trained_n, self._tombstones = index, kind, n, 0
         self._gpu_index = None
         self._tuned = {}
         if kind != "flat" and n > 0:
             self._tune()
+        self._apply_search_params()
 
     def _tune(self) -> None:
         """Pick the smallest nprobe / efSearch whose recall@10 reaches ``target_recall``.
@@ -472,6 +530,7 @@ class VectorIndex:
         best = values[-1]
         for v in values:
             self._tuned = {name: v}
+            self._apply_search_params()
             found = self._faiss_search(q, k + 1, None, set())
             hits = [len(truth_sets[i] & {self._id_to_slot[e] for e, _ in row if self._id_to_slot[e] != qs[i]}) for i, row in enumerate(found)]
             if float(np.mean(hits)) / k >= self.options.target_recall:
@@ -493,8 +552,11 @@ class VectorIndex:
                 s = q @ self._prepared(sl).T
             s = np.concatenate([best_s, s.astype(np.float32)], axis=1)
             i = np.concatenate([best_i, np.broadcast_to(sl, (len(q), len(sl)))], axis=1)
-            top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-            best_s, best_i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+            if s.shape[1] > k:
+                top = np.argpartition(-s, k - 1, axis=1)[:, :k]  # O(n) selection, then order the k
+                s, i = np.take_along_axis(s, top, 1), np.take_along_axis(i, top, 1)
+            order = np.argsort(-s, axis=1, kind="stable")
+            best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
         return best_i
 
     def _retire(self, slots: list[int]) -> None:
@@ -556,11 +618,14 @@ class VectorIndex:
             raise VectorIndexError(f"duplicate ids in one call: {sorted(set(dup))[:5]}; pass each id once (the last vector wins only across calls)")
         return ids
 
-    def _check_vectors(self, vectors: np.ndarray, rows: int | None, what: str) -> np.ndarray:
+    def _as_float32(self, values: Any, what: str) -> np.ndarray:
         try:
-            v = np.asarray(vectors, dtype=np.float32)
+            return np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError) as e:
             raise VectorIndexError(f"{what} must be a numeric array of shape (n, {self.dim}): {e}") from e
+
+    def _check_vectors(self, vectors: np.ndarray, rows: int | None, what: str) -> np.ndarray:
+        v = vectors if type(vectors) is np.ndarray and vectors.dtype == np.float32 else self._as_float32(vectors, what)
         if v.ndim != 2 or v.shape[1] != self.dim:
             raise VectorIndexError(f"{what} must have shape (n, {self.dim}), got {v.shape}: this index holds {self.dim}-dimensional vectors")
         if rows is not None and v.shape[0] != rows:
@@ -568,7 +633,7 @@ class VectorIndex:
         if not np.isfinite(v).all():
             bad = np.flatnonzero(~np.isfinite(v).all(axis=1))[:5].tolist()
             raise VectorIndexError(f"{what} contain NaN or infinite values (rows {bad}); fix or drop those vectors")
-        return np.ascontiguousarray(v)
+        return v if v.flags.c_contiguous else np.ascontiguousarray(v)
 
     # ------------------------------------------------------------------------------------------
     # persistence
@@ -691,6 +756,7 @@ class VectorIndex:
         self._index, self._built_kind = index, m["kind"]
         self._trained_n, self._tombstones = m.get("trained_n", m["count"]), m.get("tombstones", 0)
         self._tuned = dict(m.get("tuned") or {})
+        self._apply_search_params()
         self._read_only = mmap
         self.model_version = m.get("model_version")
         return self

@@ -103,7 +103,8 @@ class EventJEPAModel(nn.Module):
         torch._foreach_add_(tgt, src, alpha=1.0 - momentum)
 
     # -- training objective -----------------------------------------------------------------
-    def forward(self, bt: BatchTensors, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, bt: BatchTensors, generator: torch.Generator | None = None, mask_rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss and its parts; ``mask_rows`` as in :func:`sample_block_mask` (``rows``)."""
         obj = self.cfg.objective
         valid = bt.valid
         with torch.no_grad():
@@ -113,7 +114,7 @@ class EventJEPAModel(nn.Module):
         total = torch.zeros((), device=valid.device)
 
         if obj.jepa:
-            mask = sample_block_mask(valid, obj.mask_ratio, obj.num_mask_blocks, generator)
+            mask = sample_block_mask(valid, obj.mask_ratio, obj.num_mask_blocks, generator, rows=mask_rows)
             ctx = self.context(bt, mask=mask)
             assert self.predictor is not None
             pred = self.predictor(ctx.events, mask, valid)

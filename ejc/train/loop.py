@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ejc.config import Config
 from ejc.data.sequence import EventSequence
-from ejc.errors import CheckpointError
+from ejc.errors import CheckpointError, ConfigError
 from ejc.model.encoder import to_tensors
 from ejc.model.jepa import EventJEPAModel
 from ejc.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -95,12 +95,36 @@ class TrainResult:
         }
 
 
+def mean_across_workers(parts: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average logged loss parts over the data-parallel group (rank 0 alone sees 1/N of the batch).
+
+    Every worker must call it at the same step with the same keys (true for one model and one
+    objective); a no-op when ``torch.distributed`` is not initialised.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return parts
+    keys = sorted(parts)
+    t = torch.tensor([parts[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist()))
+
+
 class Trainer:
     """Model + optimiser + data order + RNGs; :meth:`step` does one optimiser step.
 
     ``wrap`` wraps the model for the forward pass (e.g. Ray Train's ``prepare_model`` for DDP);
     the EMA update and checkpoints always use the unwrapped model. Without ``windows`` the
     caller feeds every step its sequences (e.g. from a Ray dataset shard).
+
+    ``shard=(rank, world)`` with ``windows``: data-parallel training over the *global* batch
+    order. Every worker draws the same global batch of ``train.batch_size`` windows (same
+    sampler, same seed), takes its contiguous ``batch_size / world`` rows, and masks them with
+    the global batch's mask draws, so N workers under DDP follow the same trajectory as one
+    (up to float summation order and per-worker token weighting), and a resumed run continues
+    the exact data order.
     """
 
     def __init__(
@@ -110,8 +134,14 @@ class Trainer:
         windows: list[EventSequence] | None,
         device: torch.device | str = "cpu",
         wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.cfg, self.spec, self.windows = cfg, spec, windows
+        self.rank, self.world = shard
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard {shard}: rank must lie in [0, world)")
+        if self.world > 1 and cfg.train.batch_size % self.world:
+            raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {self.world} workers; choose a global batch that splits evenly")
         self.device = torch.device(device)
         torch.manual_seed(cfg.train.seed)
         self.model = EventJEPAModel(cfg, spec.modality_dims, len(spec.vocab)).to(self.device)
@@ -137,10 +167,15 @@ class Trainer:
         if seqs is None:
             if self.sampler is None or self.windows is None:
                 raise ValueError("Trainer.step needs sequences when the trainer has no windows of its own")
-            seqs = [self.windows[i] for i in self.sampler.next()]
+            per = cfg.train.batch_size // self.world
+            idx = self.sampler.next()[self.rank * per : (self.rank + 1) * per]
+            seqs = [self.windows[i] for i in idx]
+            mask_rows = (self.rank * per, cfg.train.batch_size) if self.world > 1 else None
+        else:
+            mask_rows = None
         bt = self.batch(seqs)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss, parts = self.net(bt, self.mask_gen)
+            loss, parts = self.net(bt, self.mask_gen, mask_rows) if mask_rows else self.net(bt, self.mask_gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {s}; lower train.lr or check the data for extreme values")
         self.opt.zero_grad(set_to_none=True)
@@ -151,6 +186,8 @@ class Trainer:
         self.step_no += 1
         dt = time.perf_counter() - t0
         n_events = int(bt.valid.sum())
+        if self.world > 1:
+            parts = mean_across_workers(parts, self.device)
         parts.update({"lr": lr, "grad_norm": float(gnorm), "events_per_s": n_events / dt if dt > 0 else float("nan"), "step_seconds": dt})
         return parts
 
