@@ -20,7 +20,6 @@ model's own score (``ejc_model``) is reported beside it.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +31,10 @@ from ejc.config import Config
 from ejc.data.sequence import EventSequence
 from ejc.eval.baselines import CountVectorNN, UnseenEventDetector, UnseenNgramFraction
 from ejc.eval.metrics import auroc, best_f1, precision_recall_f1
-from ejc.eval.next_event import with_end
+from ejc.eval.next_event import pretrain_cases, with_end
 from ejc.eval.protocol import type_list
 from ejc.errors import EjcError
 from ejc.model.encoder import to_tensors
-from ejc.train.data import DataSpec, make_windows
 from ejc.train.loop import Trainer
 
 
@@ -132,19 +130,6 @@ def model_scores(trainer: Trainer, seqs: list[EventSequence]) -> np.ndarray:
     return np.array([float(s.max()) if len(s) else 0.0 for s in type_surprise(trainer, [with_end(q) for q in seqs])])
 
 
-def fit_model(cfg: Config, seqs: list[EventSequence], seed: int) -> Trainer:
-    """Pretrain the Event-JEPA model (its own JEPA + next-event objective) on normal sequences + END."""
-    cfg = copy.deepcopy(cfg)
-    cfg.train.seed = seed
-    torch.manual_seed(seed)
-    cases = [with_end(s) for s in seqs]
-    spec = DataSpec.from_sequences(cases, cfg.model.max_types)
-    trainer = Trainer(cfg, spec, make_windows(cases, cfg.train.max_len, cfg.train.stride), "cpu")
-    for _ in range(cfg.train.steps):
-        trainer.step()
-    return trainer
-
-
 # ----------------------------------------------------------------------------------------------
 # the task
 
@@ -181,7 +166,7 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
         baseline_cal[det.name], baseline_test[det.name] = det.score(cal_t), det.score(test_t)
 
     t0 = time.perf_counter()
-    trainer = fit_model(cfg, fit, seed)
+    trainer = pretrain_cases(cfg, fit, seed)
     cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, test)
     train_seconds = time.perf_counter() - t0
     cal_j = np.stack([cal_m, baseline_cal["count_vector_nn"]], 1)
@@ -204,4 +189,4 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
     return AnomalyRun(np.asarray(labels, np.int64), detectors, details, train_seconds)
 
 
-__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "fit_model", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]
+__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]

@@ -223,16 +223,6 @@ def fit_next_event(
     pad = trainer.pad_multiple
     opt = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
 
-    def tensors(seqs: list[EventSequence]) -> BatchTensors:
-        return to_tensors(spec.collate(seqs, cfg.train.max_len, pad))
-
-    val_batches = [tensors([with_end(val[i]) for i in idx]) for idx in _batches(len(val), 256, None)] if val else []
-    n_epochs = opts.max_epochs if epochs is None else epochs
-    steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
-    total_steps = max(1, n_epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
-    best = (float("inf"), 0)
-    best_state: dict[str, Any] | None = None
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed + 1)
 
