@@ -6,17 +6,15 @@ Runs everything in one process on the CPU (GPU if present) and returns a summary
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ejc.config import load_config
 from ejc.data.ingest import ingest
 from ejc.data.synth import write_synth
-from ejc.eval.probe import compare_probes
+from ejc.eval.probe import synthetic_class_probe
 from ejc.infer.event_jepa import CALIBRATION_FILE, EventJEPA
 from ejc.train.data import load_sequences
 from ejc.train.checkpoint import resolve_checkpoint
@@ -47,18 +45,14 @@ def run_quickstart(out: str | Path, entities: int = 240, seed: int = 0, config: 
         tracker.finish()
         mlflow_info = {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id, "model": "ejc-quickstart", "version": version}
 
-    truth = json.loads((out / "synth" / "truth.json").read_text())
-    cls = {e["id"]: e["class"] for e in truth["entities"]}
-    y = np.array([cls[s.id] for s in seqs])
-    probe = compare_probes(model, seqs, y, seed)
-    probe["ejc_jepa"] = probe.pop("ejc")
+    probe, chance = synthetic_class_probe(model, seqs, out / "synth" / "truth.json", seed)
     summary = result.summary()
     return {
         "synth": synth,
         "ingest": ing.report.to_dict(),
         "pretrain": {k: summary[k] for k in ("run_dir", "steps", "seconds", "first", "last")},
-        "probe_accuracy_entity_class": {k: round(v, 4) for k, v in probe.items()},
-        "chance": round(1.0 / len(set(y.tolist())), 4),
+        "probe_accuracy_entity_class": probe,
+        "chance": chance,
         "anomaly_thresholds": {"event": cal.event_threshold, "sequence": cal.sequence_threshold},
         "loss_curve": str(run / "loss_curve.png"),
         "mlflow": mlflow_info,

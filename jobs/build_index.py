@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -66,21 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     from ejc.cube.cli import parse_options
     from ejc.cube.sharded import build_sharded_index
     from ejc.errors import EjcError
+    from jobs.ray_env import ensure_ray
 
     try:
         options = parse_options(args.option)
     except EjcError as e:
         print(f"build_index: error: {e}", file=sys.stderr)
         return 2
-    address = os.environ.get("RAY_ADDRESS")
-    started = False
-    if not ray.is_initialized():
-        # address="local": a fresh local instance, never a cluster some other process started.
-        # Workers get this checkout on their path (a cluster job gets it from --working-dir).
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
-        ray.init(address=address or "local", num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None,
-                 runtime_env=None if address else env, log_to_driver=False)
-        started = True
+    started = ensure_ray(args.num_cpus, log_to_driver=False)
     try:
         gpus = 1.0 if args.use_gpu or ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         summary = build_sharded_index(args.embeddings, args.out, args.shards, args.modality, metric=args.metric, kind=args.kind, options=options,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,18 +27,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import ray
 
     from ejc.cli import build_parser
     from ejc.errors import EjcError
     from ejc.eval.cli import evaluate_from_argv
     from ejc.eval.report import write_result
+    from jobs.ray_env import ensure_ray
 
     job, rest = parse_args(argv)
     # parse on the driver first: bad arguments fail here, before any cluster work
     args = build_parser().parse_args(["evaluate", *rest])
-    address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or "local", num_cpus=None if address else (job.num_cpus or os.cpu_count()), include_dashboard=False, log_to_driver=False)
+    started = ensure_ray(job.num_cpus, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=job.task_cpus, max_retries=0)(evaluate_from_argv)
         try:
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             raise
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     write_result(result, Path(args.out))
     print(json.dumps(result), flush=True)
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -53,10 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except EjcError as e:
         print(f"pipeline: error: {e}", file=sys.stderr)
         return 2
-    import ray
-
     from ejc.train.mlflow_tracker import default_tracking_uri
     from jobs import pretrain as pretrain_job
+    from jobs.ray_env import ensure_ray
     from pipelines.ingest import run_ingest
 
     t0 = time.perf_counter()
@@ -70,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["synth"] = write_synth(out / "synth", num_entities=args.entities, seed=args.seed)
         src = str(out / "synth" / "events.parquet")
 
-    address = os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        ray.init(address=address or "local", num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None)
+    ensure_ray(args.num_cpus)
     report = run_ingest(src, out / "ingested", fmt=args.format)
     summary["ingest"] = {k: report[k] for k in ("read", "accepted", "quarantined", "reasons", "seconds")}
     if report["accepted"] == 0:
@@ -98,19 +94,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _probe(model_dir: str, out: Path, cfg: Any, seed: int) -> dict[str, float]:
     """Probe accuracy for the synthetic entity class: pretrained vs random encoder vs mean raw vectors."""
-    import numpy as np
     import pyarrow.parquet as pq
 
-    from ejc.eval.probe import compare_probes
+    from ejc.eval.probe import synthetic_class_probe
     from ejc.infer.event_jepa import EventJEPA
     from ejc.train.data import load_sequences
 
-    model = EventJEPA.from_pretrained(model_dir)
     seqs, _ = load_sequences(pq.read_table(out / "ingested" / "events"), cfg.train.min_events)
-    cls = {e["id"]: e["class"] for e in json.loads((out / "synth" / "truth.json").read_text())["entities"]}
-    y = np.array([cls[s.id] for s in seqs])
-    probe = compare_probes(model, seqs, y, seed)
-    return {("ejc_jepa" if k == "ejc" else k): round(v, 4) for k, v in probe.items()} | {"chance": round(1.0 / len(set(y.tolist())), 4)}
+    probe, chance = synthetic_class_probe(EventJEPA.from_pretrained(model_dir), seqs, out / "synth" / "truth.json", seed)
+    return probe | {"chance": chance}
 
 
 if __name__ == "__main__":

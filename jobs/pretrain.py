@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -205,12 +204,9 @@ def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     from ejc.data.windows import windows_batch
+    from jobs.ray_env import ensure_ray
 
-    address = os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        # address="local" forces a fresh local instance: a bare ray.init() would attach to any
-        # cluster some other process started with `ray start` on this machine.
-        ray.init(address=address or "local", num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None)
+    ensure_ray(args.num_cpus)
     t0 = time.perf_counter()
     events = ray.data.read_parquet(args.events, columns=["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
     spec = data_spec_from_dataset(events, cfg.model.max_types)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -160,14 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from ejc.errors import EjcError
+    from jobs.ray_env import ensure_ray
 
-    address = os.environ.get("RAY_ADDRESS")
-    started = False
-    if not ray.is_initialized():
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}}
-        ray.init(address=address or "local", num_cpus=None if address else (args.num_cpus or os.cpu_count()), include_dashboard=False if not address else None,
-                 runtime_env=None if address else env, log_to_driver=False)
-        started = True
+    started = ensure_ray(args.num_cpus, log_to_driver=False)
     tracker = None
     status = "FAILED"
     try:

@@ -122,7 +122,8 @@ def write_vectors(state_dir: str | os.PathLike[str], vectors: pa.Table, run_id: 
     """Append one embeddings file for this run (nothing when there are no vectors)."""
     if vectors.num_rows == 0:
         return None
-    emb = np.asarray(vectors.column("embedding").to_pylist(), dtype=np.float32)
+    col = vectors.column("embedding").combine_chunks()
+    emb = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(vectors.num_rows, -1)
     modality = vectors.column("modality")[0].as_py()
     return write_embeddings(Path(state_dir) / EMBEDDINGS_DIR / f"part-{run_id}.parquet", vectors.column("entity_id").to_pylist(), emb, modality=modality)
 

@@ -5,6 +5,9 @@ Shape legend: ``N`` sequences, ``F`` feature width.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +45,17 @@ def compare_probes(model: EventJEPA, seqs: list[EventSequence], y: np.ndarray, s
         "random_encoder": probe_accuracy(random_model.embed_sequences(seqs), y, seed)[0],
         "mean_raw_embedding": probe_accuracy(mean_embedding_features(seqs, model.spec.modality_dims), y, seed)[0],
     }
+
+
+def synthetic_class_probe(model: EventJEPA, seqs: list[EventSequence], truth_path: str | os.PathLike[str], seed: int = 0) -> tuple[dict[str, float], float]:
+    """:func:`compare_probes` for the entity class of an ``ejc synth`` log (its ``truth.json``).
+
+    Returns the accuracies (the model's under ``ejc_jepa``), rounded to 4 places, and chance.
+    """
+    cls = {e["id"]: e["class"] for e in json.loads(Path(truth_path).read_text())["entities"]}
+    y = np.array([cls[s.id] for s in seqs])
+    probe = compare_probes(model, seqs, y, seed)
+    return {("ejc_jepa" if k == "ejc" else k): round(v, 4) for k, v in probe.items()}, round(1.0 / len(set(y.tolist())), 4)
 
 
 def mean_embedding_features(seqs: list[EventSequence], modality_dims: dict[str, int]) -> np.ndarray:
