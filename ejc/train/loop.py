@@ -158,6 +158,7 @@ class Trainer:
     def step(self, seqs: list[EventSequence] | None = None) -> dict[str, float]:
         """One optimiser step on ``seqs`` (default: the next batch of the local sampler)."""
         cfg, s = self.cfg, self.step_no
+        mask_rows = None  # this worker's rows of the global batch's mask draws (shard mode)
         lr, wd = lr_at(cfg, s), wd_at(cfg, s)
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -171,11 +172,9 @@ class Trainer:
             idx = self.sampler.next()[self.rank * per : (self.rank + 1) * per]
             seqs = [self.windows[i] for i in idx]
             mask_rows = (self.rank * per, cfg.train.batch_size) if self.world > 1 else None
-        else:
-            mask_rows = None
         bt = self.batch(seqs)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss, parts = self.net(bt, self.mask_gen, mask_rows) if mask_rows else self.net(bt, self.mask_gen)
+            loss, parts = self.net(bt, self.mask_gen, mask_rows)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {s}; lower train.lr or check the data for extreme values")
         self.opt.zero_grad(set_to_none=True)
