@@ -8,9 +8,9 @@ Parquet part files per million events, each a time slice of the same entity popu
 entity's events are spread over every file, as in a real time-partitioned log), ``--dim``-wide
 vectors, 50 event types, and 0.1% broken rows (null entity ids, NaN vectors) that must land in
 quarantine. Each size runs in its own subprocess with its own local Ray (``--num-cpus``,
-``--object-store-gb``); peak memory is the largest sum of RSS over that process and all its
-descendants (driver, raylet, GCS, workers; shared object-store pages count once per process that
-maps them, so this over-states the true footprint), sampled every 0.25 s.
+``--object-store-gb``); peak memory is the largest sum of PSS over that process and all its
+descendants (driver, raylet, GCS, workers; shared pages counted once in all), sampled every
+0.25 s, with the RSS sum (shared object-store pages once per process that maps them) beside it.
 Baseline in the same run: the single-process reader (`ejc.data.ingest.ingest`, read + validate +
 write, no windowing) over the same files.
 
@@ -71,13 +71,30 @@ def generate(n: int, out: Path, files: int, dim: int, seed: int = 0) -> Path:
     return out
 
 
+def _process_kind(cmdline: list[str]) -> str:
+    """A short name for a Ray process from its command line (``ray::IDLE`` workers, raylet, gcs_server, ...)."""
+    text = " ".join(cmdline)
+    for key in ("gcs_server", "raylet", "dashboard", "log_monitor", "monitor.py", "runtime_env"):
+        if key in text:
+            return key
+    if text.startswith("ray::"):
+        return "worker"
+    return Path(cmdline[0]).name if cmdline else "?"
+
+
 class PeakRSS:
-    """Largest total RSS of this process and its descendants, sampled in a thread."""
+    """Largest total RSS and PSS of this process and its descendants, sampled in a thread.
+
+    PSS (proportional set size) charges a shared page 1/k to each of the k processes mapping
+    it, so the PSS sum counts Ray's shared object-store memory once; the RSS sum counts it once
+    per process and over-states the footprint.
+    """
 
     def __init__(self, period: float = 0.25):
         import psutil
 
-        self.proc, self.period, self.peak = psutil.Process(), period, 0
+        self.proc, self.period, self.peak, self.peak_pss = psutil.Process(), period, 0, 0
+        self.breakdown: dict[str, int] = {}  # process name -> PSS at the PSS peak
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -85,13 +102,20 @@ class PeakRSS:
         import psutil
 
         while not self._stop.is_set():
-            total = 0
+            total = pss = 0
+            by_name: dict[str, int] = {}
             for p in [self.proc, *self.proc.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    info = p.memory_full_info()
+                    name = "driver" if p.pid == self.proc.pid else _process_kind(p.cmdline())
+                    total += info.rss
+                    pss += info.pss
+                    by_name[name] = by_name.get(name, 0) + info.pss
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            if pss > self.peak_pss:
+                self.peak_pss, self.breakdown = pss, by_name
             time.sleep(self.period)
 
     def __enter__(self) -> PeakRSS:
@@ -126,7 +150,15 @@ def _child(kind: str, src: str, out: str, num_cpus: int, store_gb: float, window
                 read, accepted, quarantined = read + r.report.read, accepted + r.report.accepted, quarantined + r.report.quarantined
             report = {"read": read, "accepted": accepted, "quarantined": quarantined}
     seconds = time.perf_counter() - t0
-    report.update(seconds=round(seconds, 1), events_per_s=round(report["read"] / seconds), peak_rss_mb=round(peak.peak / 2**20))
+    if "seconds" in report:  # the pipeline's own time, without starting and stopping Ray
+        report["pipeline_seconds"], report["pipeline_events_per_s"] = report.pop("seconds"), round(report.pop("events_per_s"))
+    report.update(
+        seconds=round(seconds, 1),
+        events_per_s=round(report["read"] / seconds),
+        peak_rss_mb=round(peak.peak / 2**20),
+        peak_pss_mb=round(peak.peak_pss / 2**20),
+        peak_pss_by_process_mb={k: round(v / 2**20) for k, v in sorted(peak.breakdown.items(), key=lambda kv: -kv[1])},
+    )
     print(json.dumps(report, default=str))
 
 
@@ -166,7 +198,7 @@ def main() -> None:
             assert res["read"] == n == res["accepted"] + res["quarantined"], res
             row[kind] = res
             shutil.rmtree(out, ignore_errors=True)
-            print(f"{n:>10,} events  {kind:>6}: {res['events_per_s']:>9,} events/s  peak {res['peak_rss_mb']:>6,} MB  ({res['seconds']} s)", flush=True)
+            print(f"{n:>10,} events  {kind:>6}: {res['events_per_s']:>9,} events/s (pipeline alone {res.get('pipeline_events_per_s', '-')})  peak RSS sum {res['peak_rss_mb']:>6,} MB, PSS sum {res['peak_pss_mb']:>6,} MB  ({res['seconds']} s)", flush=True)
         results.append(row)
     doc = {
         "benchmark": "pipeline_scale",

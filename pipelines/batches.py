@@ -11,7 +11,9 @@ Train workers need only ``ejc``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -107,6 +109,63 @@ def accepted_with_order(staged: pa.Table) -> pa.Table:
     return t.select(list(EVENT_SCHEMA.names) + ["_source", "_row"])
 
 
+def entity_buckets(entity_ids: pa.Array | pa.ChunkedArray, num_buckets: int) -> np.ndarray:
+    """``[n]`` bucket of each entity id: BLAKE2b of the id mod ``num_buckets`` (stable across
+    processes and machines, unlike Python's ``hash``); each distinct id is hashed once."""
+    if num_buckets < 1:
+        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+    arr = entity_ids.combine_chunks() if isinstance(entity_ids, pa.ChunkedArray) else entity_ids
+    if len(arr) == 0 or num_buckets == 1:
+        return np.zeros(len(arr), np.int64)
+    enc = pc.dictionary_encode(arr)
+    codes = np.array(
+        [int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8).digest(), "little") % num_buckets for v in enc.dictionary.to_pylist()],
+        np.int64,
+    )
+    return codes[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+@dataclass
+class StageParts:
+    """One stage table split into what the pipeline writes: events, quarantine, entity buckets."""
+
+    events: pa.Table  # EVENT_SCHEMA
+    quarantine: pa.Table  # QUARANTINE_SCHEMA
+    buckets: dict[int, pa.Table] = field(default_factory=dict)  # bucket -> accepted rows + _source, _row
+
+    def counts(self) -> dict[str, Any]:
+        reasons = {r["values"]: int(r["counts"]) for r in pc.value_counts(self.quarantine.column("reason")).to_pylist()} if self.quarantine.num_rows else {}
+        return {"accepted": self.events.num_rows, "quarantined": self.quarantine.num_rows, "reasons": reasons}
+
+
+def split_stage(staged: pa.Table, num_buckets: int = 0) -> StageParts:
+    """Split a stage table; with ``num_buckets > 0`` also group accepted rows by entity bucket.
+
+    ``read = accepted + quarantined`` per table, and every accepted row lands in exactly one bucket.
+    """
+    parts = StageParts(accepted_events(staged), quarantined_records(staged))
+    if num_buckets > 0 and parts.events.num_rows:
+        acc = accepted_with_order(staged)
+        b = entity_buckets(acc.column("entity_id"), num_buckets)
+        order = np.argsort(b, kind="stable")
+        sb = b[order]
+        cuts = np.flatnonzero(np.diff(sb)) + 1
+        for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(sb)]])):
+            parts.buckets[int(sb[lo])] = acc.take(pa.array(order[lo:hi]))
+    return parts
+
+
+def embed_stage(staged: pa.Table, embedder: Any, dims: dict[str, int]) -> pa.Table:
+    """Embed the accepted rows of a stage table that have no vector (quarantined rows untouched)."""
+    from ejc.data.ingest import embed_missing
+
+    ok = pc.equal(staged.column("_status"), STATUS_ACCEPTED)
+    acc = staged.filter(ok)
+    if acc.num_rows == 0:
+        return staged
+    return pa.concat_tables([embed_missing(acc, embedder, dims).cast(STAGE_SCHEMA), staged.filter(pc.invert(ok))])
+
+
 def quarantined_records(staged: pa.Table) -> pa.Table:
     """The quarantined rows of a stage table as a quarantine table (:data:`QUARANTINE_SCHEMA`)."""
     t = staged.filter(pc.equal(staged.column("_status"), STATUS_QUARANTINED))
@@ -121,9 +180,13 @@ __all__ = [
     "WINDOW_SCHEMA",
     "accepted_events",
     "accepted_with_order",
+    "embed_stage",
+    "entity_buckets",
     "quarantined_records",
     "read_and_validate_file",
     "spec_from_dict",
+    "split_stage",
+    "StageParts",
     "spec_to_dict",
     "stage",
     "windows_batch",

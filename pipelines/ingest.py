@@ -1,15 +1,20 @@
 """Ray Data ingest: event logs -> validated events + quarantine -> (embedded) -> training windows.
 
-    files --(Ray task per file: ejc reader + Validator)--> OUT/.staged/  (accepted + quarantined)
-    .staged --> OUT/events/        accepted events (EVENT_SCHEMA), embedded in an actor pool
-    .staged --> OUT/quarantine/    every rejected record with its reason
-    .staged --(hash-partition by entity, sort by time then source order, window)--> OUT/windows/
-    OUT/report.json                read = accepted + quarantined, reasons, dims, seconds
+    files --(one Ray Data task per file: ejc reader + Validator, chunk by chunk)--> stage tables
+          --(map_batches actor pool: embed events without vectors; only with embed=...)-->
+          --(EventLogSink: one pass writes)--> OUT/events/      accepted events (EVENT_SCHEMA)
+                                               OUT/quarantine/  every rejected record, with its reason
+                                               OUT/.buckets/k/  accepted events by entity hash
+    OUT/.buckets/k --(WindowSink: a task per bucket sorts by time, then source order, and windows)--> OUT/windows/
+    OUT/report.json   read = accepted + quarantined, reasons, dims, seconds
 
-The file is the unit of parallelism, so quarantine rows keep their source row numbers. Widths
-per modality are fixed before the distributed pass (declared, or inferred from the first chunk
-of up to ``sample_files`` files) so every task validates against the same spec. Memory per task
-is bounded by ``chunk_rows``; nothing is materialised on the driver.
+The file is the unit of parallelism, so quarantine rows keep their source row numbers. The read,
+validate and write of a file run fused in one task and stream chunk by chunk: memory per task is
+bounded by ``chunk_rows``, windowing memory by the bucket size (``partition_rows``), and nothing
+but counts reaches the driver. Buckets replace a hash shuffle: entity ``e`` goes to bucket
+``blake2b(e) mod B`` as it is written, so the windowing pass reads each bucket once. Widths per
+modality are fixed before the distributed pass (declared, or inferred from the first chunk of
+up to ``sample_files`` files) so every task validates against the same spec.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import pyarrow.parquet as pq
 from ejc.data.readers import ColumnMapping, detect_format, read_events
 from ejc.data.schema import EmbeddingConfig, TableSpec, Validator
 from ejc.errors import EjcError
-from pipelines.batches import accepted_events, accepted_with_order, quarantined_records, read_and_validate_file, spec_from_dict, spec_to_dict, windows_batch
+from pipelines.batches import embed_stage, read_and_validate_file, spec_from_dict, spec_to_dict
+from pipelines.sinks import EventLogSink, WindowSink, rows_on_disk
 
 SKIP_SUFFIXES = (".crc", ".json", ".md")
 
@@ -59,22 +65,34 @@ def infer_spec(files: list[Path], fmt: str, mapping: ColumnMapping | None, spec:
     return TableSpec(modalities=mods or None, require_timestamps=spec.require_timestamps, time_format=spec.time_format)
 
 
-class _ReadValidate:
+def estimate_rows(files: list[Path], fmt: str) -> int:
+    """Rows in ``files`` before reading them: Parquet footers, else lines in the first MiB scaled by size."""
+    total = 0
+    for f in files:
+        kind = detect_format(f) if fmt == "auto" else fmt
+        if kind == "parquet":
+            total += pq.ParquetFile(f).metadata.num_rows
+            continue
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(1 << 20)
+        lines = max(1, head.count(b"\n"))
+        total += int(size * lines / max(1, len(head)))
+        if kind == "sequences":  # one line holds many events; count tokens instead
+            total += int(size * head.count(b" ") / max(1, len(head)))
+    return total
+
+
+def read_validate(batch: pa.Table, fmt: str, mapping: dict[str, Any] | None, spec: dict[str, Any], chunk_rows: int):  # noqa: ANN201 - generator of pa.Table
     """``{"path": [...]}`` batch of file paths -> stage tables (a generator: one per chunk)."""
-
-    def __init__(self, fmt: str, mapping: dict[str, Any] | None, spec: dict[str, Any], chunk_rows: int):
-        self.fmt, self.chunk_rows = fmt, chunk_rows
-        self.mapping = ColumnMapping(**mapping) if mapping else None
-        self.spec = spec_from_dict(spec)
-
-    def __call__(self, batch: pa.Table):  # noqa: ANN204 - generator of pa.Table
-        for path in batch.column("path").to_pylist():
-            fmt = detect_format(path) if self.fmt == "auto" else self.fmt
-            yield from read_and_validate_file(path, fmt, self.mapping, self.spec, self.chunk_rows)
+    m = ColumnMapping(**mapping) if mapping else None
+    s = spec_from_dict(spec)
+    for path in batch.column("path").to_pylist():
+        yield from read_and_validate_file(path, detect_format(path) if fmt == "auto" else fmt, m, s, chunk_rows)
 
 
 class EmbedMissing:
-    """Actor-pool stage: embed accepted events that have no vector (GPU when the actor has one)."""
+    """Actor-pool stage: embed accepted events of stage tables that have no vector (GPU when the actor has one)."""
 
     def __init__(self, embed: str, options: dict[str, Any] | None = None, dims: dict[str, int] | None = None):
         from ejc.embed import create_embedder
@@ -83,9 +101,7 @@ class EmbedMissing:
         self.dims = dict(dims or {})
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ejc.data.ingest import embed_missing
-
-        return embed_missing(batch, self.embedder, self.dims)
+        return embed_stage(batch, self.embedder, self.dims)
 
 
 def run_ingest(
@@ -108,8 +124,8 @@ def run_ingest(
 ) -> dict[str, Any]:
     """Run the pipeline on the current Ray cluster (the caller owns ``ray.init``); returns the report.
 
-    ``num_partitions`` (entity hash partitions for windowing; one partition is sorted and cut in
-    one task) defaults to ``ceil(accepted / partition_rows)``, so a task's memory stays bounded
+    ``num_partitions`` (entity buckets for windowing; one bucket is sorted and cut in one task)
+    defaults to ``ceil(estimated rows / partition_rows)``, so a task's memory stays bounded
     however large the log is.
     """
     import ray.data
@@ -118,24 +134,23 @@ def run_ingest(
     out = Path(out)
     files = list_sources(src)
     spec = infer_spec(files, fmt, mapping, spec)
-    staged_dir, events_dir, q_dir, win_dir = out / ".staged", out / "events", out / "quarantine", out / "windows"
-    for d in (staged_dir, events_dir, q_dir, win_dir):
+    bucket_dir, events_dir, q_dir, win_dir = out / ".buckets", out / "events", out / "quarantine", out / "windows"
+    for d in (bucket_dir, events_dir, q_dir, win_dir, out / ".staged"):
         shutil.rmtree(d, ignore_errors=True)
+    num_buckets = 0
+    if window_length:
+        num_buckets = num_partitions or max(1, -(-estimate_rows(files, fmt) // partition_rows))
+    dims = {m: c.dim for m, c in (spec.modalities or {}).items()}
+
     items = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=len(files))
     staged = items.map_batches(
-        _ReadValidate,
-        fn_constructor_args=(fmt, None if mapping is None else asdict(mapping), spec_to_dict(spec), chunk_rows),
+        read_validate,
+        fn_kwargs={"fmt": fmt, "mapping": None if mapping is None else asdict(mapping), "spec": spec_to_dict(spec), "chunk_rows": chunk_rows},
         batch_size=1,
         batch_format="pyarrow",
-        concurrency=(1, max(1, min(len(files), 8))),
     )
-    staged.write_parquet(str(staged_dir))
-
-    staged_ds = ray.data.read_parquet(str(staged_dir))
-    events = staged_ds.map_batches(accepted_events, batch_format="pyarrow")
-    dims = {m: c.dim for m, c in (spec.modalities or {}).items()}
     if embed != "none":
-        events = events.map_batches(
+        staged = staged.map_batches(
             EmbedMissing,
             fn_constructor_args=(embed, embed_options, dims),
             batch_size=embed_batch_size,
@@ -143,52 +158,42 @@ def run_ingest(
             concurrency=embed_concurrency,
             num_gpus=embed_gpus,
         )
-    events.write_parquet(str(events_dir))
-    staged_ds.map_batches(quarantined_records, batch_format="pyarrow").write_parquet(str(q_dir))
-
-    accepted = _count_rows(events_dir)
-    quarantine = pq.read_table(q_dir, columns=["reason"]) if _has_parquet(q_dir) else pa.table({"reason": pa.array([], pa.string())})
-    reasons = {r["values"]: r["counts"] for r in pa.compute.value_counts(quarantine.column("reason")).to_pylist()}
+    sink = EventLogSink(out, num_buckets, bucket_dir.name)
+    staged.write_datasink(sink)
+    t_ingest = time.perf_counter() - t0
+    totals = sink.totals or {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
+    accepted, quarantined = int(totals["accepted"]), int(totals["quarantined"])
+    on_disk = (rows_on_disk(events_dir), rows_on_disk(q_dir))
+    if on_disk != (accepted, quarantined):
+        raise EjcError(f"{out}: the write tasks reported {accepted} accepted / {quarantined} quarantined rows but "
+                       f"{on_disk[0]} / {on_disk[1]} are on disk; another job may be writing into the same --out")
     report: dict[str, Any] = {
-        "read": accepted + quarantine.num_rows,
+        "read": accepted + quarantined,
         "accepted": accepted,
-        "quarantined": quarantine.num_rows,
-        "reasons": dict(sorted(reasons.items())),
+        "quarantined": quarantined,
+        "reasons": dict(sorted(totals["reasons"].items())),
         "files": len(files),
         "dims": dims,
     }
     if window_length:
-        if num_partitions is None:
-            num_partitions = max(2, -(-accepted // partition_rows))
-        report["partitions"] = num_partitions
-        acc = staged_ds.map_batches(accepted_with_order, batch_format="pyarrow")
-        if embed != "none":  # embed here too (a text cache makes the second pass cheap)
-            acc = acc.map_batches(
-                EmbedMissing, fn_constructor_args=(embed, embed_options, dims), batch_size=embed_batch_size,
-                batch_format="pyarrow", concurrency=embed_concurrency, num_gpus=embed_gpus,
-            )
-        windows = acc.repartition(num_partitions, keys=["entity_id"]).map_batches(
-            windows_batch, fn_kwargs={"length": window_length, "stride": window_stride, "min_events": min_events}, batch_size=None, batch_format="pyarrow"
-        )
-        windows.write_parquet(str(win_dir))
-        report["windows"] = _count_rows(win_dir)
-    shutil.rmtree(staged_dir, ignore_errors=True)
+        buckets = sorted(str(p) for p in bucket_dir.iterdir()) if bucket_dir.is_dir() else []
+        report["partitions"] = num_buckets
+        report["largest_partition"] = max(totals["buckets"].values(), default=0)
+        wsink = WindowSink(win_dir, window_length, window_stride, min_events)
+        if buckets:
+            ray.data.from_items([{"path": b} for b in buckets], override_num_blocks=len(buckets)).write_datasink(wsink)
+        windowed = int(wsink.totals.get("events", 0))
+        if windowed != accepted:
+            raise EjcError(f"{out}: windowing read {windowed} events but {accepted} were accepted")
+        report["windows"] = int(wsink.totals.get("windows", 0))
+        shutil.rmtree(bucket_dir, ignore_errors=True)
+    report["phase_seconds"] = {"read_validate_write": round(t_ingest, 2)}
+    if window_length:
+        report["phase_seconds"]["windows"] = round(time.perf_counter() - t0 - t_ingest, 2)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     report["events_per_s"] = round(report["read"] / report["seconds"], 1) if report["seconds"] else None
-    if report["read"] != report["accepted"] + report["quarantined"]:  # pragma: no cover - invariant
-        raise AssertionError(f"record accounting broken: {report}")
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
 
-def _has_parquet(d: Path) -> bool:
-    return d.is_dir() and any(d.glob("*.parquet"))
-
-
-def _count_rows(d: Path) -> int:
-    if not _has_parquet(d):
-        return 0
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in d.glob("*.parquet"))
-
-
-__all__ = ["EmbedMissing", "infer_spec", "list_sources", "run_ingest"]
+__all__ = ["EmbedMissing", "estimate_rows", "infer_spec", "list_sources", "read_validate", "run_ingest"]

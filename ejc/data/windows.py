@@ -29,10 +29,12 @@ WINDOW_SCHEMA = pa.schema(
 
 
 def windows_batch(events: pa.Table, length: int, stride: int | None = None, min_events: int = 1, order_col: str | None = "_row") -> pa.Table:
-    """Sort each entity's events by time (ties by ``order_col``) and cut them into windows.
+    """Sort each entity's events by time (ties by ``_source``, then ``order_col``) and cut them into windows.
 
     ``events`` must hold whole entities (the pipeline hash-partitions by ``entity_id`` first).
-    Entities with fewer than ``min_events`` events produce no window.
+    Entities with fewer than ``min_events`` events produce no window. The windows are built with
+    Arrow ``take`` over one index array (no per-event Python objects), so cutting a partition
+    costs about as much as sorting it.
     """
     if events.num_rows == 0:
         return WINDOW_SCHEMA.empty_table()
@@ -46,26 +48,50 @@ def windows_batch(events: pa.Table, length: int, stride: int | None = None, min_
     bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(ids)]])
-    ts = events.column("timestamp").to_numpy(zero_copy_only=False)
-    cols = {c: events.column(c).to_pylist() for c in ("event_type", "modality", "embedding", "label")}
-    out: dict[str, list[Any]] = {f.name: [] for f in WINDOW_SCHEMA}
-    for s, e in zip(starts, ends):
+    ts = events.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
+    win_lo: list[int] = []  # per window: first event, end (exclusive), entity start
+    win_hi: list[int] = []
+    win_no: list[int] = []
+    win_ent: list[int] = []
+    for s, e in zip(starts.tolist(), ends.tolist()):
         n = e - s
         if n < min_events:
             continue
-        w_starts = window_starts(n, length, stride)
-        timed = not np.isnan(ts[s:e]).all()
-        for w, ws in enumerate(w_starts):
-            a, b = s + ws, min(e, s + ws + length)
-            out["entity_id"].append(ids[s])
-            out["window"].append(w)
-            out["num_events"].append(b - a)
-            out["timestamps"].append(ts[a:b].tolist() if timed else None)
-            out["event_types"].append(cols["event_type"][a:b])
-            out["modalities"].append(cols["modality"][a:b])
-            out["embeddings"].append(cols["embedding"][a:b])
-            out["labels"].append(cols["label"][a:b])
-    return pa.table(out, schema=WINDOW_SCHEMA)
+        for w, ws in enumerate(window_starts(n, length, stride)):
+            win_lo.append(s + ws)
+            win_hi.append(min(e, s + ws + length))
+            win_no.append(w)
+            win_ent.append(s)
+    if not win_lo:
+        return WINDOW_SCHEMA.empty_table()
+    lo, hi = np.asarray(win_lo, np.int64), np.asarray(win_hi, np.int64)
+    sizes = hi - lo
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    take = pa.array(np.arange(offsets[-1]) - np.repeat(offsets[:-1] - lo, sizes))  # window rows, concatenated
+    off = pa.array(offsets.astype(np.int32))
+    # an entity is untimed when all its timestamps are null/NaN: its windows get a null list
+    timed_ent = np.logical_or.reduceat(~np.isnan(ts), starts)
+    ent_index = np.searchsorted(starts, np.asarray(win_ent, np.int64))
+    untimed = pa.array(~timed_ent[ent_index])
+
+    def lists(col: str, mask: pa.Array | None = None) -> pa.Array:
+        values = events.column(col).combine_chunks().take(take)
+        return pa.ListArray.from_arrays(off, values, mask=mask)
+
+    ts_values = pa.array(ts).take(take)
+    return pa.table(
+        {
+            "entity_id": pa.array(ids[lo], pa.string()),
+            "window": pa.array(win_no, pa.int32()),
+            "num_events": pa.array(sizes.astype(np.int32)),
+            "timestamps": pa.ListArray.from_arrays(off, ts_values, mask=untimed),
+            "event_types": lists("event_type"),
+            "modalities": lists("modality"),
+            "embeddings": lists("embedding"),
+            "labels": lists("label"),
+        },
+        schema=WINDOW_SCHEMA,
+    )
 
 
 def windows_to_sequences(windows: pa.Table | dict[str, Any]) -> list[EventSequence]:
