@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ejc.cli import main
-from ejc.eval.anomaly import empirical_pvalues, fisher_combine
+from ejc.eval.anomaly import empirical_pvalues, fisher_combine, leave_one_out_pvalues
 from ejc.eval.baselines import CountVectorNN, NGramPredictor, UnseenEventDetector, UnseenNgramFraction, choose_ngram
 from ejc.eval.metrics import accuracy, auroc, best_f1, mean_absolute_error, mean_reciprocal_rank, precision_recall_f1, ranks_of_truth, recall_at_k, roc_curve
 from ejc.eval.protocol import END, chronological_split, load_log, prefix_targets
@@ -51,6 +51,28 @@ def test_empirical_pvalues_and_fisher():
     assert empirical_pvalues(cal, np.array([0.0, 2.5, 4.0, 9.0])).tolist() == pytest.approx([1.0, 3 / 5, 2 / 5, 1 / 5])
     f = fisher_combine(np.stack([cal, cal], 1), np.array([[9.0, 0.0]]))
     assert f[0] == pytest.approx(-2 * (np.log(0.2) + np.log(1.0)))
+    # calibration rows against the others: the top score has no other score above it
+    assert leave_one_out_pvalues(np.array([1.0, 2.0, 2.0, 4.0])).tolist() == pytest.approx([1.0, 3 / 4, 3 / 4, 1 / 4])
+    own = fisher_combine(np.stack([cal, cal[::-1]], 1))
+    assert own.tolist() == pytest.approx([-2 * (np.log(1.0) + np.log(0.25)), -2 * (np.log(0.75) + np.log(0.5)), -2 * (np.log(0.5) + np.log(0.75)), -2 * (np.log(0.25) + np.log(1.0))])
+
+
+def test_leave_one_out_calibration_matches_new_normal_scores():
+    # each calibration row is scored exactly as a new score against the other rows would be
+    rng = np.random.default_rng(0)
+    cal = np.round(rng.normal(size=(60, 2)), 1)  # with ties
+    own = fisher_combine(cal)
+    for i in range(len(cal)):
+        assert own[i] == pytest.approx(fisher_combine(np.delete(cal, i, 0), cal[i : i + 1])[0])
+    # so the false-alarm rate at the calibrated 0.99 quantile is ~1% on new normal scores
+    from ejc.eval.anomaly import threshold_from
+
+    rates = []
+    for seed in range(4):
+        r = np.random.default_rng(seed)
+        c, new = r.normal(size=(1200, 2)), r.normal(size=(100_000, 2))
+        rates.append(float(np.mean(fisher_combine(c, new) > threshold_from(fisher_combine(c), 0.99))))
+    assert 0.007 < float(np.mean(rates)) < 0.013
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,9 +46,30 @@ def empirical_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray
     return (1.0 + n_ge) / (len(cal) + 1.0)
 
 
-def fisher_combine(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """``[N]`` Fisher statistic ``-2 sum_j log p_j`` of ``scores [N, J]`` against ``calibration [n, J]``."""
-    cal, s = np.atleast_2d(calibration), np.atleast_2d(scores)
+def leave_one_out_pvalues(calibration: np.ndarray) -> np.ndarray:
+    """``(1 + #{j != i: c_j >= c_i}) / n`` for each calibration score ``c_i``.
+
+    A calibration score judged against the *other* ``n - 1`` scores is distributed like a new
+    normal score judged against all ``n`` (:func:`empirical_pvalues`); judged against a set that
+    holds itself, its p-value would be too large by ``1 / (n + 1)``, which at the tail (where the
+    threshold lies) shifts the threshold down and raises the false-alarm rate.
+    """
+    c = np.asarray(calibration, np.float64)
+    cal = np.sort(c)
+    n_ge = len(cal) - np.searchsorted(cal, c, side="left")  # includes c_i itself
+    return n_ge / float(len(cal))
+
+
+def fisher_combine(calibration: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+    """``[N]`` Fisher statistic ``-2 sum_j log p_j`` of ``scores [N, J]`` against ``calibration [n, J]``.
+
+    ``scores=None`` scores the calibration rows themselves, each against the others
+    (:func:`leave_one_out_pvalues`): the statistic a threshold is set on.
+    """
+    cal = np.atleast_2d(calibration)
+    if scores is None:
+        return -2.0 * sum(np.log(leave_one_out_pvalues(cal[:, j])) for j in range(cal.shape[1]))
+    s = np.atleast_2d(scores)
     return -2.0 * sum(np.log(empirical_pvalues(cal[:, j], s[:, j])) for j in range(s.shape[1]))
 
 
@@ -171,7 +192,7 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
     train_seconds = time.perf_counter() - t0
     cal_j = np.stack([cal_m, baseline_cal["count_vector_nn"]], 1)
     test_j = np.stack([test_m, baseline_test["count_vector_nn"]], 1)
-    cal_f = fisher_combine(cal_j, cal_j)
+    cal_f = fisher_combine(cal_j)  # each calibration row against the others
     detectors["ejc"] = DetectorResult(fisher_combine(cal_j, test_j), threshold_from(cal_f, quantile))
     detectors["ejc_model"] = DetectorResult(test_m, threshold_from(cal_m, quantile))
     for name in baseline_test:
@@ -189,4 +210,4 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
     return AnomalyRun(np.asarray(labels, np.int64), detectors, details, train_seconds)
 
 
-__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]
+__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "leave_one_out_pvalues", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]
