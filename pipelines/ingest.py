@@ -97,7 +97,12 @@ class EmbedMissing:
     def __init__(self, embed: str, options: dict[str, Any] | None = None, dims: dict[str, int] | None = None):
         from ejc.embed import create_embedder
 
-        self.embedder = create_embedder(embed, **(options or {}))
+        options = dict(options or {})
+        if embed == "text" and "device" not in options:
+            import torch
+
+            options["device"] = "cuda" if torch.cuda.is_available() else "cpu"  # the actor's GPU, when it was given one
+        self.embedder = create_embedder(embed, **options)
         self.dims = dict(dims or {})
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -113,7 +118,7 @@ def run_ingest(
     embed: str = "none",
     embed_options: dict[str, Any] | None = None,
     embed_concurrency: int = 1,
-    embed_gpus: float = 0.0,
+    embed_gpus: float | None = None,
     embed_batch_size: int = 4096,
     window_length: int | None = None,
     window_stride: int | None = None,
@@ -126,7 +131,8 @@ def run_ingest(
 
     ``num_partitions`` (entity buckets for windowing; one bucket is sorted and cut in one task)
     defaults to ``ceil(estimated rows / partition_rows)``, so a task's memory stays bounded
-    however large the log is.
+    however large the log is. ``embed_gpus`` (GPUs per embedding actor) defaults to 1 for
+    ``embed="text"`` when the cluster has GPUs, else 0.
     """
     import ray.data
 
@@ -150,6 +156,8 @@ def run_ingest(
         batch_format="pyarrow",
     )
     if embed != "none":
+        if embed_gpus is None:
+            embed_gpus = 1.0 if embed == "text" and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         staged = staged.map_batches(
             EmbedMissing,
             fn_constructor_args=(embed, embed_options, dims),
@@ -175,6 +183,13 @@ def run_ingest(
         "files": len(files),
         "dims": dims,
     }
+    if embed != "none":
+        from ejc.embed import create_embedder
+
+        made = create_embedder(embed, **(embed_options or {})).config()  # models load lazily: this reads no weights
+        if accepted:
+            report["dims"] = {**dims, made.modality: made.dim}
+        report["embed"] = {"embedder": embed, "modality": made.modality, "dim": made.dim, "actors": embed_concurrency, "gpus_per_actor": embed_gpus}
     if window_length:
         buckets = sorted(str(p) for p in bucket_dir.iterdir()) if bucket_dir.is_dir() else []
         report["partitions"] = num_buckets

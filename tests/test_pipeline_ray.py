@@ -83,6 +83,8 @@ def test_pipeline_embeds_in_an_actor_pool(ray_local, tmp_path):
     src.write_text("case,time,activity\n" + "".join(f"c{i % 4},2024-01-01 00:{i:02d}:00,act{i % 3}\n" for i in range(40)))
     report = run_ingest(src, tmp_path / "out", embed="types", embed_concurrency=1, window_length=8, min_events=2, num_partitions=2)
     assert report["read"] == report["accepted"] == 40
+    assert report["dims"] == {"types": 64}
+    assert report["embed"] == {"embedder": "types", "modality": "types", "dim": 64, "actors": 1, "gpus_per_actor": 0.0}  # no GPU here
     events = pq.read_table(tmp_path / "out" / "events")
     assert set(events.column("modality").to_pylist()) == {"types"}
     assert {len(v) for v in events.column("embedding").to_pylist()} == {64}
