@@ -12,6 +12,7 @@ from ejc.cli import main
 from ejc.eval.anomaly import empirical_pvalues, fisher_combine, leave_one_out_pvalues
 from ejc.eval.baselines import CountVectorNN, NGramPredictor, UnseenEventDetector, UnseenNgramFraction, choose_ngram
 from ejc.eval.metrics import accuracy, auroc, best_f1, mean_absolute_error, mean_reciprocal_rank, precision_recall_f1, ranks_of_truth, recall_at_k, roc_curve
+from ejc.errors import EjcError
 from ejc.eval.protocol import END, chronological_split, load_log, prefix_targets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -89,6 +90,20 @@ def test_ngram_backoff_and_choice_by_hand():
     assert m.predict(["zzz"])[0] == END
     n, scores = choose_ngram(cases, [["a", "b", "c"]], max_n=3)
     assert n == 2 and scores[2] == 1.0 and scores[1] < 1.0
+
+
+def test_folds_partition_the_training_sequences():
+    from ejc.eval.anomaly import fold_indices
+
+    parts = fold_indices(17, 5, seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(17))
+    assert sorted(len(p) for p in parts) == [3, 3, 3, 4, 4]
+    assert [p.tolist() for p in fold_indices(17, 5, seed=0)] == [p.tolist() for p in parts]  # seeded
+    assert [p.tolist() for p in fold_indices(17, 5, seed=1)] != [p.tolist() for p in parts]
+    with pytest.raises(EjcError, match="lower --folds"):
+        fold_indices(3, 5, seed=0)
+    with pytest.raises(EjcError, match=">= 2"):
+        fold_indices(10, 1, seed=0)
 
 
 def test_anomaly_baselines_by_hand():
@@ -197,6 +212,7 @@ def test_anomaly_command_label_column_trains_on_normal_rows_only(tmp_path, capsy
     res = run_cli(["evaluate", "anomaly", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--label-col", "label",
                    *FAST[:4], "--out", str(tmp_path / "a.json")], capsys)
     assert res["details"]["train_normal"] == 10 and res["details"]["test_anomalous"] == 2
+    assert res["details"]["folds"] == 5 and res["details"]["fold_sizes"] == [2] * 5 and res["details"]["calibration"] == 10
     # z was only in anomalous training rows: unseen for a detector trained on normal rows
     assert res["metrics"]["unseen_event"]["auroc"] == 1.0
 

@@ -1,21 +1,27 @@
 """Sequence anomaly detection: ejc and baselines trained on normal sequences, thresholds from training data.
 
-Shape legend: ``N`` sequences, ``J`` score components.
+Shape legend: ``N`` sequences, ``J`` score components, ``K`` folds.
 
-Protocol (:func:`run_anomaly`): the normal training sequences are shuffled (``seed``) and split
-into a fitting part and a calibration part (``calib_fraction``). Every detector is fitted on
-the fitting part and scores the calibration part; its threshold is the ``quantile`` of those
-scores (a sequence is flagged when its score is *above* the threshold), so the expected false
-alarm rate is about ``1 - quantile`` and no test label is ever looked at. Test labels are used
-only to compute ``auroc``, ``precision``/``recall``/``f1`` at that threshold and ``best_f1``
-(the F1 of the best threshold chosen with the test labels: optimistic, an upper bound).
+Protocol (:func:`run_anomaly`), K-fold cross-fitting: the normal training sequences are shuffled
+(``seed``) and cut into ``K`` folds. For each fold, every detector is fitted on the other folds
+and scores the held-out fold and the test sequences. So every normal training sequence gets an
+out-of-fold score from a detector that never saw it, and the threshold is the ``quantile`` of
+all ``N`` out-of-fold scores (a sequence is flagged when its score is *above* it; the expected
+false alarm rate is about ``1 - quantile``). A test sequence's score is the mean of its ``K``
+fold scores (an ensemble: averaging lowers the spread of normal scores, so it errs towards
+fewer false alarms). No test label is ever looked at. Test labels are used only to compute
+``auroc``, ``precision``/``recall``/``f1`` at that threshold and ``best_f1`` (the F1 of the best
+threshold chosen with the test labels: optimistic, an upper bound). Against one held-out split,
+cross-fitting calibrates on ``K`` times as many sequences and still trains each detector on
+``(K - 1) / K`` of them; it costs ``K`` trainings.
 
 The ejc detector combines the Event-JEPA model's surprise with the event-count novelty of a
-sequence (:class:`~ejc.eval.baselines.CountVectorNN`): each score is turned into an empirical
-p-value against the calibration sequences, and Fisher's method sums ``-2 log p`` over them.
-A model that explains event order and a count vector that sees what is missing or repeated
-fail on different anomalies; Fisher's sum needs no weights and no anomalous examples. The
-model's own score (``ejc_model``) is reported beside it.
+sequence (:class:`~ejc.eval.baselines.CountVectorNN`): within each fold each score is turned
+into an empirical p-value against the fold's held-out sequences (each of those against the
+others, :func:`leave_one_out_pvalues`), and Fisher's method sums ``-2 log p`` over them. A model
+that explains event order and a count vector that sees what is missing or repeated fail on
+different anomalies; Fisher's sum needs no weights and no anomalous examples. The model's own
+score (``ejc_model``) is reported beside it.
 """
 
 from __future__ import annotations
@@ -166,48 +172,68 @@ class AnomalyRun:
         return {name: d.metrics(self.labels) for name, d in self.detectors.items()}
 
 
-def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: np.ndarray, cfg: Config, seed: int = 0, quantile: float = 0.99, calib_fraction: float = 0.2) -> AnomalyRun:
-    """Fit every detector on normal ``train`` sequences, score ``test`` (``labels``: 1 = anomalous)."""
+def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    """``folds`` disjoint index arrays covering ``range(n)`` after a seeded shuffle (sizes differ by <= 1)."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise EjcError(f"--folds must be an integer >= 2, got {folds!r}")
+    if n < folds:
+        raise EjcError(f"need at least as many normal training sequences as folds: {n} sequences, {folds} folds; lower --folds")
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: np.ndarray, cfg: Config, seed: int = 0, quantile: float = 0.99, folds: int = 5) -> AnomalyRun:
+    """Fit every detector on normal ``train`` sequences (``folds``-fold cross-fitting), score ``test`` (``labels``: 1 = anomalous)."""
     if not 0 < quantile <= 1:
         raise EjcError(f"--threshold-quantile must be in (0, 1], got {quantile}")
     if len(train) < 2:
         raise EjcError(f"need at least 2 normal training sequences, got {len(train)}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(train))
-    n_cal = min(len(train) - 1, max(1, int(round(calib_fraction * len(train)))))
-    fit = [train[i] for i in order[n_cal:]]
-    cal = [train[i] for i in order[:n_cal]]
-    fit_t, cal_t, test_t = ([type_list(s) for s in ss] for ss in (fit, cal, test))
+    parts = fold_indices(len(train), folds, seed)
+    test_t = [type_list(s) for s in test]
+    oof: dict[str, list[np.ndarray]] = {}  # detector -> per fold, scores of the held-out sequences
+    on_test: dict[str, list[np.ndarray]] = {}  # detector -> per fold, scores of the test sequences
+    train_seconds = 0.0
 
-    detectors: dict[str, DetectorResult] = {}
-    baseline_cal: dict[str, np.ndarray] = {}
-    baseline_test: dict[str, np.ndarray] = {}
-    for det in (UnseenEventDetector(), CountVectorNN(), UnseenNgramFraction(3)):
-        det.fit(fit_t)
-        baseline_cal[det.name], baseline_test[det.name] = det.score(cal_t), det.score(test_t)
+    def keep(name: str, cal_scores: np.ndarray, test_scores: np.ndarray) -> None:
+        oof.setdefault(name, []).append(np.asarray(cal_scores, np.float64))
+        on_test.setdefault(name, []).append(np.asarray(test_scores, np.float64))
 
-    t0 = time.perf_counter()
-    trainer = pretrain_cases(cfg, fit, seed)
-    cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, test)
-    train_seconds = time.perf_counter() - t0
-    cal_j = np.stack([cal_m, baseline_cal["count_vector_nn"]], 1)
-    test_j = np.stack([test_m, baseline_test["count_vector_nn"]], 1)
-    cal_f = fisher_combine(cal_j)  # each calibration row against the others
-    detectors["ejc"] = DetectorResult(fisher_combine(cal_j, test_j), threshold_from(cal_f, quantile))
-    detectors["ejc_model"] = DetectorResult(test_m, threshold_from(cal_m, quantile))
-    for name in baseline_test:
-        detectors[name] = DetectorResult(baseline_test[name], threshold_from(baseline_cal[name], quantile))
+    for k, held in enumerate(parts):
+        held_set = set(held.tolist())
+        fit = [s for i, s in enumerate(train) if i not in held_set]
+        cal = [train[i] for i in held]
+        fit_t, cal_t = [type_list(s) for s in fit], [type_list(s) for s in cal]
+        base: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for det in (UnseenEventDetector(), CountVectorNN(), UnseenNgramFraction(3)):
+            det.fit(fit_t)
+            base[det.name] = (det.score(cal_t), det.score(test_t))
+        t0 = time.perf_counter()
+        trainer = pretrain_cases(cfg, fit, seed + k)
+        cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, test)
+        train_seconds += time.perf_counter() - t0
+        cal_j = np.stack([cal_m, base["count_vector_nn"][0]], 1)
+        test_j = np.stack([test_m, base["count_vector_nn"][1]], 1)
+        keep("ejc", fisher_combine(cal_j), fisher_combine(cal_j, test_j))  # held-out rows each against the others
+        keep("ejc_model", cal_m, test_m)
+        for name, (c, t) in base.items():
+            keep(name, c, t)
+    detectors = {
+        name: DetectorResult(np.mean(np.stack(on_test[name]), 0), threshold_from(np.concatenate(oof[name]), quantile))
+        for name in on_test
+    }
     details = {
         "train_normal": len(train),
-        "fit": len(fit),
-        "calibration": len(cal),
+        "folds": len(parts),
+        "fold_sizes": [len(p) for p in parts],
+        "fit_per_fold": len(train) - min(len(p) for p in parts),
+        "calibration": len(train),
         "test": len(test),
         "test_anomalous": int(np.sum(labels)),
         "threshold_quantile": quantile,
-        "flagged_when": "score > threshold",
+        "flagged_when": "mean test score over the fold detectors > quantile of the out-of-fold training scores",
         "best_f1_note": "best_f1 picks the threshold with the test labels: optimistic",
     }
     return AnomalyRun(np.asarray(labels, np.int64), detectors, details, train_seconds)
 
 
-__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "leave_one_out_pvalues", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]
+__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "fold_indices", "leave_one_out_pvalues", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]

@@ -61,8 +61,8 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--test-normal", type=Path, default=None, help="test sequences that are all normal")
     q.add_argument("--test-abnormal", type=Path, default=None, help="test sequences that are all anomalous")
     q.add_argument("--normal-label", default="0", help="label value of normal rows (default 0)")
-    q.add_argument("--threshold-quantile", type=float, default=0.99, help="threshold = this quantile of held-out normal training scores (default 0.99)")
-    q.add_argument("--calib-fraction", type=float, default=0.2, help="fraction of normal training sequences held out to set thresholds (default 0.2)")
+    q.add_argument("--threshold-quantile", type=float, default=0.99, help="threshold = this quantile of the out-of-fold normal training scores (default 0.99)")
+    q.add_argument("--folds", type=int, default=5, help="cross-fitting folds: each detector is trained K times, each time scoring the held-out fold; thresholds come from all out-of-fold scores (default 5)")
     reader(q)
     common(q, ANOMALY_OVERRIDES)
     q.set_defaults(func=_run_and_write, task_fn=task_anomaly)
@@ -205,7 +205,7 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
         abnormal = _load(args, args.test_abnormal).sequences
         test, labels = normal + abnormal, np.array([0] * len(normal) + [1] * len(abnormal))
     _progress(f"{len(train)} normal training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
-    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.calib_fraction)
+    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds)
     if args.plot is not None:
         from ejc.eval.plots import plot_roc, plot_score_histograms
 
