@@ -69,15 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         src = str(out / "synth" / "events.parquet")
 
     ensure_ray(args.num_cpus)
-    report = run_ingest(src, out / "ingested", fmt=args.format)
-    summary["ingest"] = {k: report[k] for k in ("read", "accepted", "quarantined", "reasons", "seconds")}
+    # the pipeline cuts the training windows (entity buckets, sorted by time) as it ingests
+    report = run_ingest(src, out / "ingested", fmt=args.format, window_length=cfg.train.max_len, window_stride=cfg.train.stride, min_events=cfg.train.min_events)
+    summary["ingest"] = {k: report[k] for k in ("read", "accepted", "quarantined", "reasons", "windows", "seconds")}
     if report["accepted"] == 0:
         print(f"pipeline: error: no event of {src} was accepted; see {out / 'ingested' / 'quarantine'} for the reasons", file=sys.stderr)
+        return 2
+    if report["windows"] == 0:
+        print(f"pipeline: error: no entity of {src} has train.min_events={cfg.train.min_events} events, so there is nothing to train on; "
+              "lower train.min_events", file=sys.stderr)
         return 2
 
     tracking = args.tracking_uri or default_tracking_uri(out)
     job_args = pretrain_job.parse_args(
-        ["--events", str(out / "ingested" / "events"), "--num-workers", str(args.num_workers), "--out", str(out / "ray"), "--name", "pretrain",
+        ["--events", str(out / "ingested" / "events"), "--windows", str(out / "ingested" / "windows"), "--num-workers", str(args.num_workers), "--out", str(out / "ray"), "--name", "pretrain",
          "--tracking-uri", tracking, "--experiment", args.experiment, "--register", args.register, "--data-order", "global"]
         + (["--use-gpu"] if args.use_gpu else [])
     )

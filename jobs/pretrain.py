@@ -6,7 +6,9 @@
 
 Wiring only (model logic lives in ``ejc``): the event table (Parquet file or directory) is read
 with Ray Data, hash-partitioned by entity, sorted and cut into windows
-(:func:`ejc.data.windows.windows_batch`); the type vocabulary and modality widths are computed
+(:func:`ejc.data.windows.windows_batch`) — or, with ``--windows DIR``, the windows the ingest
+pipeline already cut (``pipelines.ingest.run_ingest(..., window_length=train.max_len)``, the
+scalable path for large logs) are read as they are; the type vocabulary and modality widths are computed
 with Ray Data aggregations on the driver; a ``TorchTrainer`` runs :class:`ejc.train.loop.Trainer`
 on every worker under DDP (gloo on CPU, nccl + bf16 autocast on GPU), fed by
 ``get_dataset_shard("train")``. ``train.batch_size`` is the global batch. Checkpoints go through
@@ -48,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke run)")
     p.add_argument("--max-failures", type=int, default=2, help="worker-group restarts allowed (FailureConfig)")
     p.add_argument("--num-partitions", type=int, default=8, help="entity hash partitions for windowing")
+    p.add_argument("--windows", default=None, help="training windows cut by the ingest pipeline (its OUT/windows); their length must be train.max_len. "
+                   "Default: window --events here")
     p.add_argument(
         "--data-order",
         choices=("stream", "global"),
@@ -210,12 +214,20 @@ def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     events = ray.data.read_parquet(args.events, columns=["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
     spec = data_spec_from_dataset(events, cfg.model.max_types)
-    windows = events.repartition(args.num_partitions, keys=["entity_id"]).map_batches(
-        windows_batch,
-        fn_kwargs={"length": cfg.train.max_len, "stride": cfg.train.stride, "min_events": cfg.train.min_events},
-        batch_size=None,
-        batch_format="pyarrow",
-    ).materialize()
+    if args.windows:
+        windows = ray.data.read_parquet(args.windows)
+        longest = windows.max("num_events") if windows.count() else 0
+        if longest > cfg.train.max_len:
+            raise SystemExit(f"pretrain: error: --windows {args.windows} holds windows of {longest} events but train.max_len is {cfg.train.max_len}; "
+                             "cut them with window_length=train.max_len or raise train.max_len")
+        windows = windows.materialize()
+    else:
+        windows = events.repartition(args.num_partitions, keys=["entity_id"]).map_batches(
+            windows_batch,
+            fn_kwargs={"length": cfg.train.max_len, "stride": cfg.train.stride, "min_events": cfg.train.min_events},
+            batch_size=None,
+            batch_format="pyarrow",
+        ).materialize()
     tracker = None
     if not args.no_track:
         from ejc.train.mlflow_tracker import MLflowTracker

@@ -162,6 +162,10 @@ def test_pipeline_job_runs_synth_to_registered_model(job, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ing = res["ingest"]
     assert ing["read"] == res["synth"]["events"] == ing["accepted"] + ing["quarantined"]
+    # the ingest pipeline cut the training windows (tiny: train.max_len 32) and the job trained on them
+    win = pq.read_table(tmp_path / "p" / "ingested" / "windows")
+    assert ing["windows"] == win.num_rows > 0 and max(win.column("num_events").to_pylist()) == 32
+    assert sum(pq.read_table(tmp_path / "p" / "ingested" / "events").column("entity_id").is_valid().to_pylist()) == ing["accepted"]
     assert res["pretrain"]["steps"] == 3 and res["pretrain"]["mlflow_model"]["version"] == "1"
     assert res["pretrain"]["tracking_uri"] == f"sqlite:///{tmp_path / 'p' / 'mlflow.db'}"
     probe = res["probe_accuracy_entity_class"]
