@@ -20,6 +20,9 @@ class ConfigError(EjcError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
 
+    def __reduce__(self):  # noqa: ANN204 - picklable across process boundaries (Ray tasks)
+        return (type(self), (self.problems,))
+
 
 class SchemaError(EjcError):
     """A table does not have the shape of an ejc event table (a whole-table problem, not a bad row)."""
@@ -32,6 +35,9 @@ class ReaderError(EjcError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # noqa: ANN204 - picklable across process boundaries (Ray tasks)
+        return (type(self), (self.path, self.problem))
 
 
 class EmbeddingError(EjcError):
@@ -68,10 +74,14 @@ class MissingDependencyError(EjcError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, purpose: str):
+        self._init_args = (package, extra, purpose)
         super().__init__(
             f"{purpose} needs the package {package!r}, which is not installed; "
             f"install it with: pip install 'ejc[{extra}]'"
         )
+
+    def __reduce__(self):  # noqa: ANN204 - picklable across process boundaries (Ray tasks)
+        return (type(self), self._init_args)
 
 
 class RequestError(EjcError):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 
 from ejc.data.readers import ColumnMapping, detect_format, read_events
 from ejc.data.schema import EmbeddingConfig, TableSpec, Validator
-from ejc.errors import EjcError
+from ejc.errors import EjcError, ReaderError
 from pipelines.batches import embed_stage, read_and_validate_file, spec_from_dict, spec_to_dict
 from pipelines.sinks import EventLogSink, WindowSink, rows_on_disk
 
@@ -65,13 +67,32 @@ def infer_spec(files: list[Path], fmt: str, mapping: ColumnMapping | None, spec:
     return TableSpec(modalities=mods or None, require_timestamps=spec.require_timestamps, time_format=spec.time_format)
 
 
+@contextmanager
+def _user_errors_unwrapped() -> Iterator[None]:
+    """Re-raise an :class:`EjcError` raised inside a Ray task as itself (one clear line, e.g.
+    ``<file>: not a readable Parquet file``) instead of Ray's wrapper with the task's traceback."""
+    try:
+        yield
+    except Exception as e:  # Ray's wrappers subclass the cause's class too: look for the plain one
+        seen, cur = set(), e
+        while cur is not None and id(cur) not in seen:
+            seen.add(id(cur))
+            if isinstance(cur, EjcError) and type(cur).__module__ == "ejc.errors":
+                raise cur from None
+            cur = getattr(cur, "cause", None) or cur.__cause__
+        raise
+
+
 def estimate_rows(files: list[Path], fmt: str) -> int:
     """Rows in ``files`` before reading them: Parquet footers, else lines in the first MiB scaled by size."""
     total = 0
     for f in files:
         kind = detect_format(f) if fmt == "auto" else fmt
         if kind == "parquet":
-            total += pq.ParquetFile(f).metadata.num_rows
+            try:
+                total += pq.ParquetFile(f).metadata.num_rows
+            except (OSError, pa.ArrowException) as e:
+                raise ReaderError(f, f"not a readable Parquet file: {e}") from None
             continue
         size = f.stat().st_size
         with open(f, "rb") as fh:
@@ -167,7 +188,8 @@ def run_ingest(
             num_gpus=embed_gpus,
         )
     sink = EventLogSink(out, num_buckets, bucket_dir.name)
-    staged.write_datasink(sink)
+    with _user_errors_unwrapped():
+        staged.write_datasink(sink)
     t_ingest = time.perf_counter() - t0
     totals = sink.totals or {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
     accepted, quarantined = int(totals["accepted"]), int(totals["quarantined"])
@@ -196,7 +218,8 @@ def run_ingest(
         report["largest_partition"] = max(totals["buckets"].values(), default=0)
         wsink = WindowSink(win_dir, window_length, window_stride, min_events)
         if buckets:
-            ray.data.from_items([{"path": b} for b in buckets], override_num_blocks=len(buckets)).write_datasink(wsink)
+            with _user_errors_unwrapped():
+                ray.data.from_items([{"path": b} for b in buckets], override_num_blocks=len(buckets)).write_datasink(wsink)
         windowed = int(wsink.totals.get("events", 0))
         if windowed != accepted:
             raise EjcError(f"{out}: windowing read {windowed} events but {accepted} were accepted")

@@ -90,3 +90,20 @@ def test_pipeline_embeds_in_an_actor_pool(ray_local, tmp_path):
     assert {len(v) for v in events.column("embedding").to_pylist()} == {64}
     win = pq.read_table(tmp_path / "out" / "windows")
     assert sum(win.column("num_events").to_pylist()) >= 40
+
+
+def test_an_unreadable_file_fails_the_job_with_its_name(ray_local, tmp_path):
+    from ejc.errors import ReaderError
+    from pipelines.ingest import estimate_rows, list_sources, run_ingest
+
+    table = random_table(num=3, seed=1, min_len=3, max_len=5)
+    src = tmp_path / "logs"
+    src.mkdir()
+    for i in range(9):  # more than the 8 files sampled on the driver: the bad one is read in a task
+        pq.write_table(table, src / f"p{i}.parquet")
+    (src / "p9.parquet").write_bytes((src / "p0.parquet").read_bytes()[:100])
+    with pytest.raises(ReaderError, match=r"p9\.parquet: not a readable Parquet file"):
+        estimate_rows(list_sources(src), "auto")
+    with pytest.raises(ReaderError, match=r"p9\.parquet: not a readable Parquet file") as err:
+        run_ingest(src, tmp_path / "out")
+    assert type(err.value) is ReaderError  # the plain error, not Ray's wrapper with a traceback
