@@ -251,3 +251,83 @@ def test_job_runs_the_task_on_ray_and_writes_out(tmp_path):
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text()) == res
     assert res["task"] == "next_event" and res["metrics"]["ngram"]["accuracy"] == pytest.approx(22 / 24, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# next-event selection: recency weights, criteria, options
+
+
+def _timed_case(cid: str, t0: float, types: list[str]):
+    from ejc.data.sequence import EventSequence
+
+    return EventSequence(embeddings=None, timestamps=np.array([t0 + 3600.0 * i for i in range(len(types))]), event_types=types, id=cid)
+
+
+def test_recency_weights_by_hand():
+    from ejc.eval.next_event import recency_weights
+
+    cases = [_timed_case(f"c{i}", 1_600_000_000 + 86400.0 * d, ["a", "b"]) for i, d in enumerate([0, 50, 100])]
+    # ages 1, 0.5, 0 of the start-time span
+    assert recency_weights(cases, None).tolist() == [1.0, 1.0, 1.0]
+    assert recency_weights(cases, 0.5).tolist() == pytest.approx([0.25, 0.5, 1.0])
+    assert recency_weights(cases, 0.02).tolist() == pytest.approx([2.0**-50, 2.0**-25, 1.0])
+    with pytest.raises(Exception, match="positive"):
+        recency_weights(cases, 0.0)
+
+
+def test_selection_value_orders_records():
+    from ejc.eval.next_event import selection_value
+
+    a = {"val_loss": 1.9, "val_accuracy": 0.80, "val_time_mae_days": 3.0}
+    b = {"val_loss": 2.0, "val_accuracy": 0.81, "val_time_mae_days": 3.1}
+    c = {"val_loss": 1.8, "val_accuracy": 0.81, "val_time_mae_days": 3.1}
+    assert selection_value(a, "loss") < selection_value(b, "loss")
+    assert selection_value(b, "accuracy") < selection_value(a, "accuracy")  # one more hit beats any loss
+    assert selection_value(c, "accuracy") < selection_value(b, "accuracy")  # equal accuracy: lower loss
+    assert selection_value(a, "mae") < selection_value(c, "mae") < selection_value(b, "mae")
+    assert selection_value(a, "accuracy") == pytest.approx(-0.80, abs=1e-6)
+    with pytest.raises(Exception, match="unknown selection"):
+        selection_value(a, "f1")
+
+
+def test_next_event_options_from_the_command_line():
+    from ejc.cli import build_parser
+    from ejc.eval.cli import _ft_options
+    from ejc.eval.next_event import FineTuneOptions
+
+    parse = lambda *a: build_parser().parse_args(["evaluate", "next-event", "x.csv", "--out", "r.json", *a])  # noqa: E731
+    default = _ft_options(parse())
+    assert (default.half_lives, default.select, default.gap_select, default.refit, default.ensemble) == (FineTuneOptions.half_lives, "accuracy", "mae", True, 3)
+    assert FineTuneOptions.half_lives == (None, 0.3, 0.1, 0.05, 0.03, 0.02)
+    o = _ft_options(parse("--half-lives", "none", "0.05", "--select", "loss", "--gap-select", "loss", "--no-refit", "--ensemble", "2"))
+    assert (o.half_lives, o.select, o.gap_select, o.refit, o.ensemble) == ((None, 0.05), "loss", "loss", False, 2)
+    with pytest.raises(SystemExit):
+        parse("--half-lives", "-1")
+
+
+def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
+    src = tiny_log(tmp_path / "log.csv")
+    argv = ["evaluate", "next-event", str(src), *FAST[:4], "--epochs", "4", "--patience", "4", "--half-lives", "none", "0.5",
+            "--select", "accuracy", "--gap-select", "mae", "--ensemble", "2", "--no-refit", "--out", str(tmp_path / "r.json")]
+    d = run_cli(argv, capsys)["details"]
+    sel = d["ejc_selection"]
+    assert (sel["select"], sel["gap_select"]) == ("accuracy", "mae")
+    assert set(sel["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae"} for v in sel["by_half_life"].values())
+    hist = {h: {r["epoch"]: r for r in rs} for h, rs in sel["history_by_half_life"].items()}
+    assert all(len(rs) == 4 for rs in hist.values())  # patience 4 of 4 epochs: no early stop
+    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1)):
+        # each role's model: the (half-life, epoch) with the best validation metric over the grid
+        best = min(sign * r[key] for rs in hist.values() for r in rs.values())
+        chosen = (str(sel[f"{role}_half_life"]), sel[f"{role}_best_epoch"])
+        assert sign * hist[chosen[0]][chosen[1]][key] == pytest.approx(best, abs=1e-5)
+        assert sel["by_half_life"][chosen[0]][crit]["epoch"] == chosen[1]
+        # within a run the first epoch reaching its best value is kept (later ties do not replace it)
+        v = sign * hist[chosen[0]][chosen[1]][key]
+        assert all(sign * r[key] > v + 1e-7 for e, r in hist[chosen[0]].items() if e < chosen[1])
+    assert len(d["ejc_validation"]) == 2 and all(str(m["type_half_life"]) == str(sel["type_half_life"]) for m in d["ejc_validation"])
+    # without a refit the first member is the selection itself: its validation scores are those of the history
+    first = d["ejc_validation"][0]
+    assert first["accuracy"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy"])
+    assert first["time_mae_days"] == pytest.approx(hist[str(sel["gap_half_life"])][sel["gap_best_epoch"]]["val_time_mae_days"])
+    assert d["refit"] is False and d["ensemble"] == 2
+    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days"}

@@ -51,7 +51,12 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--epochs", type=int, default=60, help="most fine-tuning epochs (early stopping on validation)")
     q.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
     q.add_argument("--jepa-weight", type=float, default=0.1, help="weight of the auxiliary JEPA loss during fine-tuning (0: off)")
-    q.add_argument("--ensemble", type=int, default=1, help="models with different seeds averaged")
+    q.add_argument("--ensemble", type=int, default=3, help="models with different seeds averaged (default 3; the half-lives and epochs are chosen with the first)")
+    q.add_argument("--half-lives", type=_half_life, nargs="+", default=None, metavar="H",
+                   help="recency half-lives tried, as fractions of the training time span ('none': unweighted); the best on validation is used (default: FineTuneOptions.half_lives)")
+    q.add_argument("--select", choices=("loss", "accuracy", "mae"), default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
+    q.add_argument("--gap-select", choices=("loss", "accuracy", "mae"), default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
+    q.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="refit the selected models on all training cases (default: FineTuneOptions.refit)")
     q.add_argument("--max-n", type=int, default=6, help="largest n tried for the n-gram baseline")
     q.set_defaults(func=_run_and_write, task_fn=task_next_event)
 
@@ -143,7 +148,22 @@ def _ft_options(args: argparse.Namespace) -> Any:
         raise EjcError("--epochs and --patience must be at least 1")
     if args.jepa_weight < 0:
         raise EjcError("--jepa-weight must be non-negative")
-    return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, ensemble=getattr(args, "ensemble", 1), seed=args.seed)
+    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "refit")}
+    if getattr(args, "half_lives", None) is not None:
+        given["half_lives"] = tuple(args.half_lives)
+    return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+
+
+def _half_life(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a half-life is a positive number or 'none', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a half-life must be positive, got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,11 +13,18 @@ Recipe (:func:`fit_next_event`):
    by ``jepa_weight`` (0 switches it off). Tokens also get the event's absolute time, scaled so
    that the training cases' start times span 0..1: logs drift, and this lets the model tell
    an old regime from a recent one (test cases lie beyond 1, which the linear feature extends).
-   Epochs stop early on the validation cases' loss.
+   The loss can weigh recent cases more (:func:`recency_weights`, a half-life). Every epoch
+   is scored on the validation cases (loss, accuracy incl./excl. END, time MAE); the best
+   epoch of each tracked criterion is kept (:func:`selection_value`), and training stops when
+   none improved for ``patience`` epochs.
 
-:func:`evaluate_next_event` runs the selection on ``fit``/``val``, then refits on all training
-cases for the chosen number of epochs, and predicts the test prefixes: the most likely type
-(END included) and the median of the predicted gap distribution (MAE-optimal).
+:func:`run_next_event` runs the selection on ``fit``/``val``: a grid of recency half-lives,
+the type predictions taken from the (half-life, epoch) with the best validation accuracy and
+the time predictions from the one with the best validation MAE (by default: next types and
+next times need not drift at the same rate). It then refits each chosen model on all training
+cases for its chosen number of epochs (the most recent cases matter most when a log drifts),
+averages ``ensemble`` seeds, and predicts the test prefixes: the most likely type (END
+included) and the median of the predicted gap distribution (MAE-optimal when calibrated).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from torch import nn
 
 from ejc.config import Config
 from ejc.data.sequence import EventSequence, window_sequence
-from ejc.eval.protocol import END, PrefixTargets, start_time, type_list
+from ejc.eval.protocol import END, PrefixTargets, prefix_targets, start_time, type_list
 from ejc.errors import EjcError
 from ejc.model.encoder import BatchTensors, to_tensors
 from ejc.model.jepa import EventJEPAModel
@@ -48,7 +55,7 @@ class FineTuneOptions:
     """Supervised next-event training (the model itself is configured by a :class:`Config`)."""
 
     max_epochs: int = 60
-    patience: int = 8  # epochs without a better validation loss before stopping
+    patience: int = 8  # epochs without a better validation value of any tracked criterion before stopping
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -56,8 +63,12 @@ class FineTuneOptions:
     gap_weight: float = 0.5  # gap NLL weight beside the type cross-entropy
     ensemble: int = 1  # models with different seeds whose predictions are averaged
     # recency half-lives tried (fractions of the training time span; None = no weighting); the
-    # one with the best validation loss is used
-    half_lives: tuple[float | None, ...] = (None, 0.3, 0.1)
+    # one best on validation by `select` (types) / `gap_select` (times) is used
+    half_lives: tuple[float | None, ...] = (None, 0.3, 0.1, 0.05, 0.03, 0.02)
+    select: str = "accuracy"  # epoch / half-life criterion on validation for the type predictions (selection_value)
+    gap_select: str | None = "mae"  # the same for the gap predictions (None: the model chosen by `select`)
+    refit: bool = True  # refit the selected models on all training cases (fit + val)
+    quantile: float = 0.5  # predicted gap = this quantile of the gap distribution
     seed: int = 0
 
 
@@ -145,6 +156,25 @@ class NextEventNet(nn.Module):
         return total, parts
 
 
+SELECTIONS = ("loss", "accuracy", "mae")
+
+
+def selection_value(rec: dict[str, float], select: str) -> float:
+    """The early-stopping / model-selection criterion of a validation record (lower is better).
+
+    ``loss``: the validation loss (type cross-entropy + weighted gap NLL). ``accuracy``: minus
+    the validation accuracy incl. END; ``mae``: the validation time MAE (days, excl. END). For
+    the last two a lower loss only breaks exact ties (its share is < 1e-6).
+    """
+    if select == "loss":
+        return rec["val_loss"]
+    if select == "accuracy":
+        return -rec["val_accuracy"] + 1e-6 * math.tanh(rec["val_loss"])
+    if select == "mae":
+        return rec["val_time_mae_days"] + 1e-6 * math.tanh(rec["val_loss"])
+    raise EjcError(f"unknown selection criterion {select!r}; use one of {SELECTIONS}")
+
+
 def _batches(n: int, size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     order = rng.permutation(n) if rng is not None else np.arange(n)
     return [order[i : i + size] for i in range(0, n, size)]
@@ -160,6 +190,24 @@ class FitResult:
     half_life: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    best_value: float = float("nan")  # the selection criterion at the best epoch (lower is better)
+    best_record: dict[str, float] = field(default_factory=dict)  # the validation record of the best epoch
+    criterion: str = "loss"  # the criterion ``net`` / ``best_*`` were selected by
+    # criterion -> (best value, best epoch, state_dict) of every criterion tracked on validation
+    snapshots: dict[str, tuple[float, int, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def for_criterion(self, criterion: str) -> FitResult:
+        """This fit as selected by another tracked criterion (a copy of the net at that epoch)."""
+        if criterion == self.criterion:
+            return self
+        if criterion not in self.snapshots:
+            raise EjcError(f"criterion {criterion!r} was not tracked in this fit (tracked: {sorted(self.snapshots)})")
+        value, epoch, state = self.snapshots[criterion]
+        net = copy.deepcopy(self.net)
+        net.load_state_dict(state)
+        net.eval()
+        rec = next((r for r in self.history if r["epoch"] == epoch), {})
+        return FitResult(net, self.spec, self.epochs, epoch, rec.get("val_loss", float("nan")), self.half_life, self.history, self.seconds, value, rec, criterion, self.snapshots)
 
 
 def pretrain_cases(cfg: Config, train: list[EventSequence], seed: int = 0) -> Trainer:
@@ -230,12 +278,14 @@ def fit_next_event(
         return to_tensors(spec.collate(seqs, cfg.train.max_len, pad))
 
     val_batches = [tensors([with_end(val[i]) for i in idx]) for idx in _batches(len(val), 256, None)] if val else []
+    val_t = prefix_targets(val) if val else None
+    names = list(spec.vocab.itos[2:])
     n_epochs = opts.max_epochs if epochs is None else epochs
     steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
     total_steps = max(1, n_epochs * steps_per_epoch)
     history: list[dict[str, float]] = []
-    best = (float("inf"), 0)
-    best_state: dict[str, Any] | None = None
+    criteria = list(dict.fromkeys([opts.select, *([opts.gap_select] if opts.gap_select else [])]))
+    best: dict[str, tuple[float, int, dict[str, Any]]] = {}
     step = 0
     use_jepa = opts.jepa_weight > 0 and cfg.objective.jepa
     for epoch in range(1, n_epochs + 1):
@@ -262,67 +312,103 @@ def fit_next_event(
             weights = [int(bt.valid.sum()) for bt in val_batches]
             rec["val_loss"] = float(np.average([float(lo) for lo, _ in losses], weights=weights))
             rec["val_type"] = float(np.average([p["type"] for _, p in losses], weights=weights))
-            if rec["val_loss"] < best[0] - 1e-4:
-                best = (rec["val_loss"], epoch)
-                best_state = copy.deepcopy(net.state_dict())
-            elif epoch - best[1] >= opts.patience:
+            vp, vg = _raw_predictions(net, spec, val, val_t, names)
+            rec.update({f"val_{k}": v for k, v in next_event_scores(np.array([names[i] for i in vp.argmax(1)], dtype=object), vg[:, 0], val_t).items()})
+            for c in criteria:  # keep each criterion's best epoch; stop when none improved for `patience`
+                v = selection_value(rec, c)
+                if c not in best or v < best[c][0] - 1e-6:
+                    best[c] = (v, epoch, copy.deepcopy(net.state_dict()))
+            if all(epoch - best[c][1] >= opts.patience for c in criteria):
                 history.append(rec)
                 break
         history.append(rec)
-    if best_state is not None:
-        net.load_state_dict(best_state)
     net.eval()
-    best_epoch = best[1] if val_batches else n_epochs
-    return FitResult(net, spec, len(history), best_epoch, best[0] if val_batches else float("nan"), half_life, history, time.perf_counter() - t0)
+    out = FitResult(net, spec, len(history), n_epochs, float("nan"), half_life, history, time.perf_counter() - t0, criterion=opts.select, snapshots=best)
+    if best:
+        value, epoch, state = best[opts.select]
+        net.load_state_dict(state)
+        rec = next(r for r in history if r["epoch"] == epoch)
+        out.best_epoch, out.best_val_loss, out.best_value, out.best_record = epoch, rec["val_loss"], value, rec
+    return out
 
 
 @torch.no_grad()
-def predict_prefixes(models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def _raw_predictions(net: NextEventNet, spec: DataSpec, cases: list[EventSequence], targets: PrefixTargets, names: list[str], quantiles: tuple[float, ...] = (0.5,), batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs [N, V'] over names, gap quantiles [N, Q] seconds)`` of one model for every prefix in ``targets``."""
+    was_training = net.training
+    net.eval()
+    cfg = net.jepa.cfg
+    n = len(targets)
+    probs = np.zeros((n, len(names)))
+    gaps = np.zeros((n, len(quantiles)))
+    row_of = {(int(c), int(k)): j for j, (c, k) in enumerate(zip(targets.case, targets.length))}
+    cols = np.array([spec.vocab.stoi.get(t, 1) for t in names])
+    pad = 2 ** (cfg.model.num_levels - 1) if cfg.model.encoder == "hierarchical" else 1
+    for idx in _batches(len(cases), batch, None):
+        seqs = [strip_vectors(cases[i]) for i in idx]
+        # every prefix of a case reads its state at its last position (the encoder is causal);
+        # cases longer than train.max_len are cut into windows of stride max_len // 2, and a
+        # prefix is read from the earliest window that holds its last event (the most context)
+        L = cfg.train.max_len
+        jobs: list[tuple[int, int, EventSequence]] = []
+        for ci, s in zip(idx, seqs):
+            for lo in range(0, max(1, len(s) - L // 2), max(1, L // 2)) if len(s) > L else [0]:
+                jobs.append((int(ci), lo, s[lo : lo + L]))
+        bt = to_tensors(spec.collate([j[2] for j in jobs], None, pad))
+        h = net.states(bt)
+        prob = torch.softmax(net.type_logits(h), -1).numpy()
+        flat = h.reshape(-1, h.shape[-1])
+        qs = np.stack([net.jepa.heads.gap.quantile(flat, q).reshape(h.shape[:2]).numpy() for q in quantiles], -1)  # type: ignore[union-attr]
+        done: set[int] = set()
+        for bi, (ci, lo, s) in enumerate(jobs):
+            for pos in range(len(s)):
+                j = row_of.get((ci, lo + pos + 1))
+                if j is None or j in done:
+                    continue
+                done.add(j)
+                probs[j] = prob[bi, pos, cols]
+                gaps[j] = qs[bi, pos]
+    net.train(was_training)
+    return probs, gaps
+
+
+def predict_prefixes(models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128, quantile: float = 0.5, gap_models: list[FitResult] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Predictions for every prefix in ``targets`` (built from ``cases``).
 
     Returns ``(types [N] object, gaps [N] seconds, probs [N, V'] , names [V'])``: the most
-    likely next type (END included), the median predicted gap, and the type probabilities
-    (averaged over ``models``) over the type names ``names`` (the first model's vocabulary
-    without ``<pad>``/``<unk>``).
+    likely next type (END included), the predicted gap (the ``quantile`` of the gap
+    distribution, averaged over ``models``), and the type probabilities (averaged over
+    ``models``) over the type names ``names`` (the first model's vocabulary without
+    ``<pad>``/``<unk>``). ``gap_models``: other models for the gaps (default: ``models``).
     """
     names = [t for t in models[0].spec.vocab.itos[2:]]
-    n = len(targets)
-    probs = np.zeros((n, len(names)))
-    gaps = np.zeros((n, len(models)))
-    row_of = {(int(c), int(k)): j for j, (c, k) in enumerate(zip(targets.case, targets.length))}
+    gap_models = models if gap_models is None else gap_models
+    probs = np.zeros((len(targets), len(names)))
+    gaps = np.zeros((len(targets), len(gap_models)))
     for mi, fr in enumerate(models):
-        spec, net = fr.spec, fr.net
-        cfg = net.jepa.cfg
-        cols = np.array([spec.vocab.stoi.get(t, 1) for t in names])
-        pad = 2 ** (cfg.model.num_levels - 1) if cfg.model.encoder == "hierarchical" else 1
-        for idx in _batches(len(cases), batch, None):
-            seqs = [strip_vectors(cases[i]) for i in idx]
-            # every prefix of a case reads its state at its last position (the encoder is causal);
-            # cases longer than train.max_len are cut into windows of stride max_len // 2, and a
-            # prefix is read from the earliest window that holds its last event (the most context)
-            L = cfg.train.max_len
-            jobs: list[tuple[int, int, EventSequence]] = []
-            for ci, s in zip(idx, seqs):
-                for lo in range(0, max(1, len(s) - L // 2), max(1, L // 2)) if len(s) > L else [0]:
-                    jobs.append((int(ci), lo, s[lo : lo + L]))
-            bt = to_tensors(spec.collate([j[2] for j in jobs], None, pad))
-            h = net.states(bt)
-            prob = torch.softmax(net.type_logits(h), -1).numpy()
-            med = net.jepa.heads.gap.quantile(h.reshape(-1, h.shape[-1]), 0.5).reshape(h.shape[:2]).numpy()  # type: ignore[union-attr]
-            done: set[int] = set()
-            for bi, (ci, lo, s) in enumerate(jobs):
-                for pos in range(len(s)):
-                    j = row_of.get((ci, lo + pos + 1))
-                    if j is None or j in done:
-                        continue
-                    done.add(j)
-                    probs[j] += prob[bi, pos, cols] / len(models)
-                    gaps[j, mi] = med[bi, pos]
+        p, g = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)
+        probs += p / len(models)
+        if gap_models is models:
+            gaps[:, mi] = g[:, 0]
+    if gap_models is not models:
+        for mi, fr in enumerate(gap_models):
+            gaps[:, mi] = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)[1][:, 0]
     types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
     return types, gaps.mean(1), probs, names
 
 
-__all__ = ["FineTuneOptions", "FitResult", "NextEventNet", "TimeScale", "fit_next_event", "pretrain_cases", "recency_weights", "predict_prefixes", "strip_vectors", "with_end"]
+def next_event_scores(types: np.ndarray, gaps: np.ndarray, targets: PrefixTargets) -> dict[str, float]:
+    """``accuracy`` (incl. END), ``accuracy_excl_end`` and ``time_mae_days`` (excl. END) of predictions."""
+    from ejc.eval.metrics import accuracy, mean_absolute_error
+
+    return {
+        "accuracy": accuracy(types, targets.types),
+        "accuracy_excl_end": accuracy(types, targets.types, ~targets.is_end),
+        "time_mae_days": mean_absolute_error(gaps, targets.gaps, ~targets.is_end) / 86400.0,
+    }
+
+
+__all__ = ["FineTuneOptions", "FitResult", "NextEventNet", "TimeScale", "fit_next_event", "pretrain_cases", "recency_weights", "next_event_scores", "predict_prefixes", "strip_vectors", "with_end"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,13 +448,13 @@ def _baseline_predictions(model: Any, cases: list[EventSequence], t: PrefixTarge
 def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 6) -> NextEventRun:
     """Baselines and ejc on a :class:`~ejc.eval.protocol.Split`, scored on every test prefix.
 
-    Selection (early stopping, n of the n-gram) uses ``split.fit`` / ``split.val`` only; the
-    final models are refitted on all training cases; the test cases are touched once, to score.
+    Selection (early stopping, recency half-life, n of the n-gram) uses ``split.fit`` /
+    ``split.val`` only: the half-life grid is tried with the first seed; further ensemble members
+    (other seeds) train at the chosen half-life, stopped early on ``val``. With ``opts.refit``
+    each member is then refitted on all training cases for its best number of epochs. The test
+    cases are touched once, to score.
     """
     from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram
-    from ejc.eval.metrics import accuracy, mean_absolute_error
-    from ejc.eval.protocol import prefix_targets
-
     types_of = lambda ss: [type_list(s) for s in ss]  # noqa: E731
     gaps_of = lambda ss: [s.gaps() if s.timestamps is not None else np.full(len(s), np.nan) for s in ss]  # noqa: E731
     targets = prefix_targets(split.test)
@@ -377,34 +463,53 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     last = LastEventPredictor().fit(types_of(split.train), gaps_of(split.train))
 
     t0 = time.perf_counter()
-    refits = []
     val_t = prefix_targets(split.val)
-    val_metrics = []
-    for m in range(opts.ensemble):
+    # the half-life grid and the epochs are chosen once, with the first seed, on fit / val:
+    # for the types by opts.select, for the gaps by opts.gap_select (None: the same model)
+    gap_select = opts.gap_select or opts.select
+    pre = pretrain_cases(cfg, split.fit, opts.seed)
+    tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=opts.seed, pretrained=pre, half_life=hl) for hl in opts.half_lives]
+    chosen = {"type": min(tried, key=lambda fr: fr.best_value)}
+    chosen["gap"] = min((fr.for_criterion(gap_select) for fr in tried), key=lambda fr: fr.best_value)
+    selection = {
+        "select": opts.select,
+        "gap_select": gap_select,
+        **{f"{role}_{k}": v for role, fr in chosen.items() for k, v in (("half_life", fr.half_life), ("best_epoch", fr.best_epoch))},
+        "by_half_life": {str(fr.half_life): {c: {"epoch": e, "value": v} for c, (v, e, _) in fr.snapshots.items()} for fr in tried},
+        "history_by_half_life": {str(fr.half_life): fr.history for fr in tried},
+    }
+    members: dict[str, list[FitResult]] = {role: [fr] for role, fr in chosen.items()}
+    for m in range(1, opts.ensemble):  # more seeds at the chosen half-lives, stopped early on val
         seed = opts.seed + 1000 * m
-        pre = pretrain_cases(cfg, split.fit, seed)
-        tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=seed, pretrained=pre, half_life=hl) for hl in opts.half_lives]
-        sel = min(tried, key=lambda fr: fr.best_val_loss)
-        vt, vg, _, _ = predict_prefixes([sel], split.val, val_t)
-        val_metrics.append(
-            {
-                "accuracy": accuracy(vt, val_t.types),
-                "accuracy_excl_end": accuracy(vt, val_t.types, ~val_t.is_end),
-                "time_mae_days": mean_absolute_error(vg, val_t.gaps, ~val_t.is_end) / 86400.0,
-                "best_epoch": sel.best_epoch,
-                "half_life": sel.half_life,
-                "val_loss_by_half_life": {str(fr.half_life): fr.best_val_loss for fr in tried},
-            }
-        )
-        refits.append(fit_next_event(cfg, split.train, None, opts, epochs=max(1, sel.best_epoch), seed=seed, half_life=sel.half_life))
+        extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
+        members["type"].append(extra[chosen["type"].half_life])
+        members["gap"].append(extra[chosen["gap"].half_life].for_criterion(gap_select))
+    val_metrics = []
+    for tm, gm in zip(members["type"], members["gap"]):
+        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm])
+        val_metrics.append({**next_event_scores(vt, vg, val_t), "type_epoch": tm.best_epoch, "type_half_life": tm.half_life, "gap_epoch": gm.best_epoch, "gap_half_life": gm.half_life})
+    vt, vg, _, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"])
+    val_ensemble = next_event_scores(vt, vg, val_t)
+    finals = members
+    if opts.refit:  # each member again on all training cases, for its own best number of epochs
+        finals = {role: [] for role in members}
+        for m, (tm, gm) in enumerate(zip(members["type"], members["gap"])):
+            seed = opts.seed + 1000 * m
+            ft = fit_next_event(cfg, split.train, None, opts, epochs=max(1, tm.best_epoch), seed=seed, half_life=tm.half_life)
+            same = (gm.half_life, gm.best_epoch) == (tm.half_life, tm.best_epoch)
+            finals["type"].append(ft)
+            finals["gap"].append(ft if same else fit_next_event(cfg, split.train, None, opts, epochs=max(1, gm.best_epoch), seed=seed, half_life=gm.half_life))
     train_seconds = time.perf_counter() - t0
-    types, gaps, probs, names = predict_prefixes(refits, split.test, targets)
+    types, gaps, probs, names = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"])
     details = {
         "split": {**split.sizes(), "test_targets": len(targets), "test_targets_excl_end": int((~targets.is_end).sum())},
         "ngram_n": n,
         "ngram_val_accuracy": n_scores,
+        "ejc_selection": selection,
         "ejc_validation": val_metrics,
+        "ejc_validation_ensemble": val_ensemble,
         "ensemble": opts.ensemble,
+        "refit": opts.refit,
     }
     preds = {
         "ejc": (types, gaps),
