@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--debug-steps", type=int, default=None, help="stop after this many steps (smoke run)")
     p.add_argument("--max-failures", type=int, default=2, help="worker-group restarts allowed (FailureConfig)")
     p.add_argument("--num-partitions", type=int, default=8, help="entity hash partitions for windowing")
+    p.add_argument("--calibration-windows", type=int, default=2000,
+                   help="training windows (a seeded sample) the finished model's anomaly thresholds are calibrated on, on the driver (0: skip)")
     p.add_argument("--windows", default=None, help="training windows cut by the ingest pipeline (its OUT/windows); their length must be train.max_len. "
                    "Default: window --events here")
     p.add_argument(
@@ -185,6 +187,30 @@ def train_loop(config: dict[str, Any]) -> None:
             tracker.log_metrics({"train_seconds": time.perf_counter() - t0, "workers": float(world)}, trainer.step_no)
 
 
+def calibrate_final(model_dir: Path, windows: Any, n: int, seed: int) -> dict[str, Any]:
+    """Fit the anomaly thresholds of the model in ``model_dir`` on a seeded sample of ``n`` training
+    windows and write its ``calibration.json`` there (so the registered model and Serve report
+    calibrated thresholds, as ``ejc pretrain`` does). Returns the thresholds and the sample size."""
+    from ejc.data.windows import windows_to_sequences
+    from ejc.infer.event_jepa import EventJEPA
+
+    import pyarrow as pa
+
+    model = EventJEPA.from_pretrained(model_dir)
+    if model.model.heads is None:
+        return {"skipped": "the model has no next-event heads (objective.future=false)"}
+    total = windows.count()
+    if total == 0:
+        return {"skipped": "no training windows"}
+    sample = windows.random_sample(min(1.0, 1.2 * n / total), seed=seed).limit(n) if total > n else windows
+    tables = [b for b in sample.iter_batches(batch_size=None, batch_format="pyarrow") if b.num_rows]
+    if not tables:  # a random sample can come out empty on tiny data
+        tables = [b for b in windows.limit(n).iter_batches(batch_size=None, batch_format="pyarrow")]
+    seqs = windows_to_sequences(pa.concat_tables(tables))
+    cal = model.calibrate(seqs, save_to=model_dir)
+    return {"event_threshold": cal.event_threshold, "sequence_threshold": cal.sequence_threshold, "windows": len(seqs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -268,6 +294,12 @@ def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
             with result.checkpoint.as_directory() as d:
                 shutil.copytree(d, final)
             summary["model_dir"] = str(final)
+            if summary["steps"] >= cfg.train.steps and args.calibration_windows > 0:
+                summary["calibration"] = calibrate_final(final, windows, args.calibration_windows, cfg.train.seed)
+                if tracker is not None and "event_threshold" in summary["calibration"]:
+                    from ejc.infer.event_jepa import CALIBRATION_FILE
+
+                    tracker.log_artifact(final / CALIBRATION_FILE)
             if tracker is not None and summary["steps"] >= cfg.train.steps:
                 summary["mlflow_model"] = {"name": args.register, "version": tracker.register_model(args.register, final)}
         status = "FINISHED"

@@ -71,10 +71,20 @@ def test_two_worker_job_checkpoints_tracks_registers_and_loads(job, events, tmp_
     assert run.info.status == "FINISHED"
     assert run.data.params["ray.num_workers"] == "2" and run.data.params["model.d_model"] == "32"
     assert [s for s, _ in _history(uri, run.info.run_id)] == [1, 2, 3, 4]
-    assert "loss_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"loss_curve.png", "calibration.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     model = EventJEPA.from_pretrained(res["model_dir"])
     seq = next(iter(__import__("ejc").sequences_from_table(pq.read_table(events))))
     assert model.process(seq).pooled.shape == (32,)
+    # the driver calibrated the anomaly thresholds on training windows: the registered model has them
+    cal = res["calibration"]
+    assert cal["windows"] > 0 and np.isfinite(cal["event_threshold"]) and np.isfinite(cal["sequence_threshold"])
+    from ejc.train.mlflow_tracker import download_registered_model
+
+    model_dir, ident = download_registered_model("models:/job-model/1", tmp_path / "dl", tracking_uri=uri)
+    served = EventJEPA.from_pretrained(model_dir)
+    assert ident["version"] == "1" and served.calibration is not None
+    assert served.calibration.event_threshold == pytest.approx(cal["event_threshold"])
+    assert np.isfinite(served.anomaly_scores(seq).event_threshold)
 
 
 GLOBAL = ["--config", "tiny", "train.steps=12", "train.checkpoint_every=3", "train.batch_size=8", "train.max_len=32", "train.lr=3e-3", "--data-order", "global"]
