@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
 
     ensure_ray(args.num_cpus)
     t0 = time.perf_counter()
-    events = ray.data.read_parquet(args.events, columns=["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
+    events = ray.data.read_parquet(args.events).select_columns(["entity_id", "timestamp", "event_type", "modality", "embedding", "label"])
     spec = data_spec_from_dataset(events, cfg.model.max_types)
     if args.windows:
         windows = ray.data.read_parquet(args.windows)
