@@ -88,8 +88,27 @@ def test_ngram_backoff_and_choice_by_hand():
     assert m.predict(["a", "b", "c"])[0] == END
     # an unseen context backs off to the unigram: b and END tie 4:4 (and in frequency): "<end>" < "b"
     assert m.predict(["zzz"])[0] == END
+    # given that the case goes on: after c only END was seen, so back off to the unigram (b 4, c 3, d 1)
+    assert m.predict(["a", "b", "c"], allow_end=False)[0] == "b" and m.predict(["zzz"], allow_end=False)[0] == "b"
+    assert m.predict(["a", "b"], allow_end=False)[0] == "c"
     n, scores = choose_ngram(cases, [["a", "b", "c"]], max_n=3)
     assert n == 2 and scores[2] == 1.0 and scores[1] < 1.0
+
+
+def test_continuation_accuracy_by_hand():
+    from ejc.eval.next_event import NextEventRun, continuation_types
+    from ejc.eval.protocol import PrefixTargets
+
+    names = ["a", "b", END]
+    probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+    assert continuation_types(probs, names).tolist() == ["b", "a", "b"]
+    t = PrefixTargets(case=np.array([0, 0, 0]), length=np.array([1, 2, 3]), types=np.array(["b", "b", END], dtype=object),
+                      gaps=np.array([10.0, 20.0, np.nan]))
+    run = NextEventRun(t, {"m": (np.array([END, "a", END], dtype=object), np.array([0.0, 0.0, 0.0]))}, probs, names, {}, 0.0,
+                       {"m": continuation_types(probs, names)})
+    m = run.metrics()["m"]
+    # as predicted: END, a, END -> 1 of 3 incl. END (the last), 0 of 2 excl. END; given it goes on: b, a -> 1 of 2
+    assert (m["accuracy"], m["accuracy_excl_end"], m["accuracy_given_continuation"]) == pytest.approx((1 / 3, 0.0, 0.5))
 
 
 def test_folds_partition_the_training_sequences():
@@ -161,11 +180,12 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
     assert d["ngram_n"] == 2
     # n-gram: b (8/8), c after b (6 of 8 test cases), END (8/8); d cases' gap is off by 5 h - 2 h
-    assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
+    assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "accuracy_given_continuation": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
     # last event repeats: never right; gap = median of 16 x 1 h, 12 x 2 h, 4 x 5 h = 1.5 h
-    assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
+    assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "accuracy_given_continuation": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
     ejc = res["metrics"]["ejc"]
-    assert set(ejc) == {"accuracy", "accuracy_excl_end", "time_mae_days"}
+    assert set(ejc) == {"accuracy", "accuracy_excl_end", "accuracy_given_continuation", "time_mae_days"}
+    assert ejc["accuracy_given_continuation"] >= ejc["accuracy_excl_end"]  # same targets, END no longer a wrong answer
     assert 0 <= ejc["accuracy"] <= 1 and ejc["time_mae_days"] >= 0
     assert (tmp_path / "plots" / "next_event_confusion.png").stat().st_size > 1000
     again = run_cli(argv, capsys)

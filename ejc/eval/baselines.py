@@ -56,18 +56,25 @@ class NGramPredictor:
         self._median = {c: float(np.median(v)) for c, v in self.gaps.items() if v}
         return self
 
-    def predict(self, prefix: Sequence[str]) -> tuple[str, float]:
-        """``(next type or END, gap in seconds or NaN)`` after ``prefix``."""
+    def predict(self, prefix: Sequence[str], allow_end: bool = True) -> tuple[str, float]:
+        """``(next type or END, gap in seconds or NaN)`` after ``prefix``.
+
+        ``allow_end=False``: the most likely type *given that the case goes on* (END never
+        predicted; a context followed only by END backs off to a shorter one).
+        """
         typ: str | None = None
         gap = float("nan")
         for ctx in self._contexts(prefix):
             c = self.counts.get(ctx)
-            if typ is None and c:
-                typ = min(c, key=lambda t: (-c[t], -self.freq[t], t))
+            cand = [t for t in c if allow_end or t != END] if c else []
+            if typ is None and cand:
+                typ = min(cand, key=lambda t: (-c[t], -self.freq[t], t))
             if np.isnan(gap) and ctx in self._median:
                 gap = self._median[ctx]
             if typ is not None and not np.isnan(gap):
                 break
+        if typ is None and not allow_end:
+            typ = min((t for t in self.freq if t != END), key=lambda t: (-self.freq[t], t), default=END)
         return (typ if typ is not None else END), gap
 
     def scores(self, prefix: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
@@ -106,8 +113,8 @@ class LastEventPredictor:
         self.gap = float(np.median(allg)) if allg else float("nan")
         return self
 
-    def predict(self, prefix: Sequence[str]) -> tuple[str, float]:
-        return prefix[-1], self.gap
+    def predict(self, prefix: Sequence[str], allow_end: bool = True) -> tuple[str, float]:
+        return prefix[-1], self.gap  # never END
 
 
 # ----------------------------------------------------------------------------------------------

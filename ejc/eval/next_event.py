@@ -425,8 +425,15 @@ class NextEventRun:
     names: list[str]
     details: dict[str, Any]
     train_seconds: float
+    # method -> [N] most likely type among the non-END ones (the prediction "given the case goes on")
+    continuation: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, dict[str, float]]:
+        """``accuracy`` (END included), ``accuracy_excl_end`` (targets that are not END, the
+        predictions as made, END among them), ``time_mae_days`` (not END), and
+        ``accuracy_given_continuation``: on the targets that are not END, the most likely
+        *non-END* type — what a model trained without an END class (EasyTPP's one-step
+        evaluation) is scored on."""
         from ejc.eval.metrics import accuracy, mean_absolute_error
 
         t = self.targets
@@ -437,12 +444,26 @@ class NextEventRun:
                 "accuracy_excl_end": accuracy(types, t.types, ~t.is_end),
                 "time_mae_days": mean_absolute_error(gaps, t.gaps, ~t.is_end) / 86400.0,
             }
+            if name in self.continuation:
+                out[name]["accuracy_given_continuation"] = accuracy(self.continuation[name], t.types, ~t.is_end)
         return out
 
 
 def _baseline_predictions(model: Any, cases: list[EventSequence], t: PrefixTargets) -> tuple[np.ndarray, np.ndarray]:
     preds = [model.predict(type_list(cases[c])[:k]) for c, k in zip(t.case, t.length)]
     return np.array([p[0] for p in preds], dtype=object), np.array([p[1] for p in preds], np.float64)
+
+
+def _baseline_continuation(model: Any, cases: list[EventSequence], t: PrefixTargets) -> np.ndarray:
+    return np.array([model.predict(type_list(cases[c])[:k], allow_end=False)[0] for c, k in zip(t.case, t.length)], dtype=object)
+
+
+def continuation_types(probs: np.ndarray, names: list[str]) -> np.ndarray:
+    """``[N]`` the most likely type other than :data:`END` from ``probs [N, V]`` over ``names``."""
+    p = np.array(probs, np.float64, copy=True)
+    if END in names:
+        p[:, names.index(END)] = -np.inf
+    return np.array([names[i] for i in p.argmax(1)], dtype=object)
 
 
 def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 6) -> NextEventRun:
@@ -516,7 +537,12 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         "ngram": _baseline_predictions(ngram, split.test, targets),
         "last_event": _baseline_predictions(last, split.test, targets),
     }
-    return NextEventRun(targets, preds, probs, names, details, train_seconds)
+    continuation = {
+        "ejc": continuation_types(probs, names),
+        "ngram": _baseline_continuation(ngram, split.test, targets),
+        "last_event": _baseline_continuation(last, split.test, targets),
+    }
+    return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation)
 
 
-__all__ += ["NextEventRun", "run_next_event"]
+__all__ += ["NextEventRun", "continuation_types", "run_next_event"]
