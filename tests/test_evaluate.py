@@ -95,6 +95,21 @@ def test_ngram_backoff_and_choice_by_hand():
     assert n == 2 and scores[2] == 1.0 and scores[1] < 1.0
 
 
+def test_recent_ngram_follows_a_drifting_log():
+    from ejc.eval.baselines import choose_recent_ngram, most_recent
+
+    assert most_recent(list(range(10)), 0.2) == [8, 9] and most_recent(list(range(10)), 0.25) == [7, 8, 9]
+    assert most_recent(list(range(3)), 0.1) == [2] and most_recent(list(range(3)), 1.0) == [0, 1, 2]
+    # 30 old cases a -> b, then 10 recent ones a -> c; validation (later still) goes a -> c
+    fit = [["a", "b"]] * 30 + [["a", "c"]] * 10
+    f, n, scores = choose_recent_ngram(fit, [["a", "c"]] * 5, max_n=2)
+    assert scores["1.0"] == pytest.approx(0.5)  # a -> b (30 vs 10) wrong, END after c right
+    # the last 20 cases: b and c tie 10:10 (and in frequency), b < c wins: wrong again
+    assert scores["0.5"] == pytest.approx(0.5)
+    assert scores["0.3"] == scores["0.2"] == scores["0.1"] == pytest.approx(1.0)  # 12 recent cases: c 10 vs b 2
+    assert (f, n) == (0.3, 2)  # ties go to the larger fraction; a unigram would always say END
+
+
 def test_continuation_accuracy_by_hand():
     from ejc.eval.next_event import NextEventRun, continuation_types
     from ejc.eval.protocol import PrefixTargets
@@ -181,6 +196,9 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     assert d["ngram_n"] == 2
     # n-gram: b (8/8), c after b (6 of 8 test cases), END (8/8); d cases' gap is off by 5 h - 2 h
     assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "accuracy_given_continuation": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
+    r = res["metrics"]["ngram_recent"]
+    assert set(r) == set(res["metrics"]["ngram"]) and 0 <= r["accuracy"] <= 1
+    assert d["ngram_recent"]["fraction"] in (1.0, 0.5, 0.3, 0.2, 0.1)
     # last event repeats: never right; gap = median of 16 x 1 h, 12 x 2 h, 4 x 5 h = 1.5 h
     assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "accuracy_given_continuation": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
     ejc = res["metrics"]["ejc"]

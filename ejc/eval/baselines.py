@@ -105,6 +105,36 @@ def choose_ngram(fit_cases: Sequence[Sequence[str]], val_cases: Sequence[Sequenc
     return best, scores
 
 
+RECENT_FRACTIONS = (1.0, 0.5, 0.3, 0.2, 0.1)
+
+
+def most_recent(items: Sequence, fraction: float) -> list:
+    """The last ``ceil(fraction * n)`` of ``items`` (cases in time order: the most recent ones)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, int(np.ceil(fraction * len(items) - 1e-9)))
+    return list(items)[len(items) - k :]
+
+
+def choose_recent_ngram(
+    fit_cases: Sequence[Sequence[str]], val_cases: Sequence[Sequence[str]], max_n: int = 6, fit_gaps=None, fractions: Sequence[float] = RECENT_FRACTIONS  # noqa: ANN001
+) -> tuple[float, int, dict[str, float]]:
+    """A drift-aware n-gram: fitted on only the most recent ``fraction`` of the (time-ordered) fit
+    cases; ``fraction`` and ``n`` chosen by validation accuracy incl. END (ties: the larger
+    fraction, then the smaller ``n``). Returns ``(fraction, n, {fraction: its best accuracy})``."""
+    best: tuple[float, float, int] | None = None
+    scores: dict[str, float] = {}
+    for f in sorted(fractions, reverse=True):
+        cases = most_recent(fit_cases, f)
+        gaps = most_recent(fit_gaps, f) if fit_gaps is not None else None
+        n, by_n = choose_ngram(cases, val_cases, max_n, gaps)
+        scores[str(f)] = by_n[n]
+        if best is None or by_n[n] > best[0]:
+            best = (by_n[n], f, n)
+    assert best is not None
+    return best[1], best[2], scores
+
+
 class LastEventPredictor:
     """Predicts that the last type repeats, after the median gap of all training transitions."""
 

@@ -475,13 +475,16 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     each member is then refitted on all training cases for its best number of epochs. The test
     cases are touched once, to score.
     """
-    from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram
+    from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram, choose_recent_ngram, most_recent
     types_of = lambda ss: [type_list(s) for s in ss]  # noqa: E731
     gaps_of = lambda ss: [s.gaps() if s.timestamps is not None else np.full(len(s), np.nan) for s in ss]  # noqa: E731
     targets = prefix_targets(split.test)
     n, n_scores = choose_ngram(types_of(split.fit), types_of(split.val), max_n, gaps_of(split.fit))
     ngram = NGramPredictor(n).fit(types_of(split.train), gaps_of(split.train))
     last = LastEventPredictor().fit(types_of(split.train), gaps_of(split.train))
+    # the drift-aware n-gram: only the most recent fraction of the (time-ordered) training cases
+    rf, rn, r_scores = choose_recent_ngram(types_of(split.fit), types_of(split.val), max_n, gaps_of(split.fit))
+    recent = NGramPredictor(rn).fit(most_recent(types_of(split.train), rf), most_recent(gaps_of(split.train), rf))
 
     t0 = time.perf_counter()
     val_t = prefix_targets(split.val)
@@ -526,6 +529,7 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         "split": {**split.sizes(), "test_targets": len(targets), "test_targets_excl_end": int((~targets.is_end).sum())},
         "ngram_n": n,
         "ngram_val_accuracy": n_scores,
+        "ngram_recent": {"fraction": rf, "n": rn, "val_accuracy_by_fraction": r_scores},
         "ejc_selection": selection,
         "ejc_validation": val_metrics,
         "ejc_validation_ensemble": val_ensemble,
@@ -535,11 +539,13 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     preds = {
         "ejc": (types, gaps),
         "ngram": _baseline_predictions(ngram, split.test, targets),
+        "ngram_recent": _baseline_predictions(recent, split.test, targets),
         "last_event": _baseline_predictions(last, split.test, targets),
     }
     continuation = {
         "ejc": continuation_types(probs, names),
         "ngram": _baseline_continuation(ngram, split.test, targets),
+        "ngram_recent": _baseline_continuation(recent, split.test, targets),
         "last_event": _baseline_continuation(last, split.test, targets),
     }
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation)
