@@ -221,11 +221,14 @@ def sequences_from_table(table: pa.Table, min_events: int = 1) -> Iterator[Event
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(order)]])
     names = dict_ids.dictionary.to_pylist()
-    for s, e in zip(starts, ends):
+    # one take of the columns a sequence needs, then zero-copy slices (a take per entity cost
+    # ~0.4 ms each: 5 s for HDFS's 12k sessions)
+    cols = [c for c in ("timestamp", "embedding", "modality", "event_type", "label") if c in table.column_names]
+    grouped = table.select(cols).take(pa.array(order))
+    for s, e in zip(starts.tolist(), ends.tolist()):
         if e - s < min_events:
             continue
-        rows = table.take(pa.array(order[s:e]))
-        yield _sequence_from_rows(rows, str(names[codes[order[s]]]))
+        yield _sequence_from_rows(grouped.slice(s, e - s), str(names[codes[order[s]]]))
 
 
 def _sequence_from_rows(table: pa.Table, entity_id: str) -> EventSequence:
