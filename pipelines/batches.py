@@ -143,9 +143,9 @@ def split_stage(staged: pa.Table, num_buckets: int = 0) -> StageParts:
 
     ``read = accepted + quarantined`` per table, and every accepted row lands in exactly one bucket.
     """
-    parts = StageParts(accepted_events(staged), quarantined_records(staged))
-    if num_buckets > 0 and parts.events.num_rows:
-        acc = accepted_with_order(staged)
+    acc = accepted_with_order(staged)
+    parts = StageParts(acc.select(list(EVENT_SCHEMA.names)).cast(EVENT_SCHEMA), quarantined_records(staged))
+    if num_buckets > 0 and acc.num_rows:
         b = entity_buckets(acc.column("entity_id"), num_buckets)
         order = np.argsort(b, kind="stable")
         sb = b[order]

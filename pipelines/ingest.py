@@ -191,7 +191,7 @@ def run_ingest(
     with _user_errors_unwrapped():
         staged.write_datasink(sink)
     t_ingest = time.perf_counter() - t0
-    totals = sink.totals or {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
+    totals = sink.totals
     accepted, quarantined = int(totals["accepted"]), int(totals["quarantined"])
     on_disk = (rows_on_disk(events_dir), rows_on_disk(q_dir))
     if on_disk != (accepted, quarantined):
@@ -204,6 +204,7 @@ def run_ingest(
         "reasons": dict(sorted(totals["reasons"].items())),
         "files": len(files),
         "dims": dims,
+        "phase_seconds": {"read_validate_write": round(t_ingest, 2)},
     }
     if embed != "none":
         from ejc.embed import create_embedder
@@ -220,13 +221,10 @@ def run_ingest(
         if buckets:
             with _user_errors_unwrapped():
                 ray.data.from_items([{"path": b} for b in buckets], override_num_blocks=len(buckets)).write_datasink(wsink)
-        windowed = int(wsink.totals.get("events", 0))
-        if windowed != accepted:
-            raise EjcError(f"{out}: windowing read {windowed} events but {accepted} were accepted")
-        report["windows"] = int(wsink.totals.get("windows", 0))
+        if wsink.totals["events"] != accepted:
+            raise EjcError(f"{out}: windowing read {wsink.totals['events']} events but {accepted} were accepted")
+        report["windows"] = wsink.totals["windows"]
         shutil.rmtree(bucket_dir, ignore_errors=True)
-    report["phase_seconds"] = {"read_validate_write": round(t_ingest, 2)}
-    if window_length:
         report["phase_seconds"]["windows"] = round(time.perf_counter() - t0 - t_ingest, 2)
     report["seconds"] = round(time.perf_counter() - t0, 2)
     report["events_per_s"] = round(report["read"] / report["seconds"], 1) if report["seconds"] else None

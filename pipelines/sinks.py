@@ -38,21 +38,42 @@ def _merge_counts(total: dict[str, Any], part: dict[str, Any]) -> None:
             total[k] = total.get(k, 0) + v
 
 
-class EventLogSink(Datasink):
+class _CountingSink(Datasink):
+    """A sink whose write tasks return count dicts; :attr:`totals` is their sum after the write."""
+
+    @staticmethod
+    def empty() -> dict[str, Any]:
+        return {}
+
+    def __init__(self) -> None:
+        self.totals: dict[str, Any] = self.empty()
+
+    def on_write_complete(self, write_result: Any) -> None:
+        totals = self.empty()
+        for part in write_result.write_returns:
+            _merge_counts(totals, part)
+        self.totals = totals
+
+
+class EventLogSink(_CountingSink):
     """Stage tables -> ``OUT/events``, ``OUT/quarantine`` and ``OUT/<bucket_dir>/<k>`` (``num_buckets > 0``).
 
     After the write, :attr:`totals` holds ``accepted``, ``quarantined``, ``reasons`` and
     ``buckets`` (rows per bucket) summed over every task.
     """
 
+    @staticmethod
+    def empty() -> dict[str, Any]:
+        return {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
+
     def __init__(self, out: str | Path, num_buckets: int = 0, bucket_dir: str = "buckets"):
+        super().__init__()
         self.out = Path(out)
         self.num_buckets = int(num_buckets)
         self.bucket_dir = bucket_dir
-        self.totals: dict[str, Any] = {}
 
     def write(self, blocks: Iterable[pa.Table], ctx: Any) -> dict[str, Any]:
-        counts: dict[str, Any] = {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
+        counts = self.empty()
         for i, block in enumerate(blocks):
             if block.num_rows == 0:
                 continue
@@ -68,29 +89,27 @@ class EventLogSink(Datasink):
             _merge_counts(counts, parts.counts())
         return counts
 
-    def on_write_complete(self, write_result: Any) -> None:
-        totals: dict[str, Any] = {"accepted": 0, "quarantined": 0, "reasons": {}, "buckets": {}}
-        for part in write_result.write_returns:
-            _merge_counts(totals, part)
-        self.totals = totals
 
-
-class WindowSink(Datasink):
+class WindowSink(_CountingSink):
     """``{"path": bucket dir}`` rows -> ``OUT/windows/<bucket>.parquet``: sorted by time, windowed.
 
     One bucket is read whole, so a task's memory is bounded by the bucket size (the pipeline
     sizes buckets by ``partition_rows``), not by the log.
     """
 
+    @staticmethod
+    def empty() -> dict[str, Any]:
+        return {"buckets": 0, "events": 0, "windows": 0}
+
     def __init__(self, out: str | Path, length: int, stride: int | None, min_events: int):
+        super().__init__()
         self.out = Path(out)
         self.length, self.stride, self.min_events = length, stride, min_events
-        self.totals: dict[str, Any] = {}
 
     def write(self, blocks: Iterable[pa.Table], ctx: Any) -> dict[str, Any]:
         from ejc.data.windows import windows_batch
 
-        counts = {"buckets": 0, "events": 0, "windows": 0}
+        counts = self.empty()
         for block in blocks:
             for path in block.column("path").to_pylist():
                 events = pq.read_table(path)
@@ -101,12 +120,6 @@ class WindowSink(Datasink):
                 counts["events"] += events.num_rows
                 counts["windows"] += win.num_rows
         return counts
-
-    def on_write_complete(self, write_result: Any) -> None:
-        totals: dict[str, Any] = {}
-        for part in write_result.write_returns:
-            _merge_counts(totals, part)
-        self.totals = totals
 
 
 def rows_on_disk(d: Path) -> int:

@@ -383,16 +383,15 @@ def predict_prefixes(models: list[FitResult], cases: list[EventSequence], target
     """
     names = [t for t in models[0].spec.vocab.itos[2:]]
     gap_models = models if gap_models is None else gap_models
-    probs = np.zeros((len(targets), len(names)))
-    gaps = np.zeros((len(targets), len(gap_models)))
-    for mi, fr in enumerate(models):
-        p, g = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)
-        probs += p / len(models)
-        if gap_models is models:
-            gaps[:, mi] = g[:, 0]
-    if gap_models is not models:
-        for mi, fr in enumerate(gap_models):
-            gaps[:, mi] = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)[1][:, 0]
+    raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one forward pass per distinct model
+
+    def of(fr: FitResult) -> tuple[np.ndarray, np.ndarray]:
+        if id(fr) not in raw:
+            raw[id(fr)] = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)
+        return raw[id(fr)]
+
+    probs = sum(of(fr)[0] for fr in models) / len(models)
+    gaps = np.stack([of(fr)[1][:, 0] for fr in gap_models], 1)
     types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
     return types, gaps.mean(1), probs, names
 
@@ -434,16 +433,12 @@ class NextEventRun:
         ``accuracy_given_continuation``: on the targets that are not END, the most likely
         *non-END* type — what a model trained without an END class (EasyTPP's one-step
         evaluation) is scored on."""
-        from ejc.eval.metrics import accuracy, mean_absolute_error
+        from ejc.eval.metrics import accuracy
 
         t = self.targets
         out = {}
         for name, (types, gaps) in self.predictions.items():
-            out[name] = {
-                "accuracy": accuracy(types, t.types),
-                "accuracy_excl_end": accuracy(types, t.types, ~t.is_end),
-                "time_mae_days": mean_absolute_error(gaps, t.gaps, ~t.is_end) / 86400.0,
-            }
+            out[name] = next_event_scores(types, gaps, t)
             if name in self.continuation:
                 out[name]["accuracy_given_continuation"] = accuracy(self.continuation[name], t.types, ~t.is_end)
         return out
