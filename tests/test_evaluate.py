@@ -123,7 +123,71 @@ def test_continuation_accuracy_by_hand():
                        {"m": continuation_types(probs, names)})
     m = run.metrics()["m"]
     # as predicted: END, a, END -> 1 of 3 incl. END (the last), 0 of 2 excl. END; given it goes on: b, a -> 1 of 2
-    assert (m["accuracy"], m["accuracy_excl_end"], m["accuracy_given_continuation"]) == pytest.approx((1 / 3, 0.0, 0.5))
+    assert (m["accuracy"], m["accuracy_excl_end_as_predicted"], m["accuracy_excl_end"]) == pytest.approx((1 / 3, 0.0, 0.5))
+
+
+def test_blend_weights_chosen_on_validation_by_hand():
+    from ejc.eval.next_event import Blend, choose_blend
+    from ejc.eval.protocol import PrefixTargets
+
+    names = ["a", "b", END]
+    t = PrefixTargets(case=np.zeros(3, int), length=np.array([1, 2, 3]), types=np.array(["a", "b", END], dtype=object), gaps=np.array([100.0, 100.0, np.nan]))
+    # the model is right on the first target only, the n-gram on the last two; a blend of both is right on all three
+    p_model = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.5, 0.0, 0.5]])
+    p_ngram = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    g_model, g_ngram = np.array([0.0, 200.0, 0.0]), np.array([200.0, np.nan, 0.0])
+    b = choose_blend(p_model, g_model, p_ngram, g_ngram, t, names, weights=(0.0, 0.3, 0.5, 1.0))
+    # 0: a, a, a|END tie -> a (argmax first) -> 1/3; 0.3: a (.63 vs .37), b (.42 vs .58), END -> 1; 0.5: b wins first -> 2/3; 1: 2/3
+    assert b.val_accuracy == pytest.approx({"0.0": 1 / 3, "0.3": 1.0, "0.5": 2 / 3, "1.0": 2 / 3})
+    assert b.type_weight == 0.3
+    # gaps: w -> |200 w - 100| on the first target, the model's 200 where the n-gram has none -> 100 on the second
+    # (the second target's error is 100 whatever the weight): the mean is (|200 w - 100| + 100) / 2, least at w = 0.5
+    assert b.val_mae_days["0.5"] == pytest.approx(50 / 86400) and b.val_mae_days["1.0"] == pytest.approx(100 / 86400) and b.gap_weight == 0.5
+    assert Blend(0.0, 0.0).probs(p_model, p_ngram) is not p_model and np.allclose(Blend(0.0, 0.0).probs(p_model, p_ngram), p_model)
+    assert Blend(0.5, 1.0).gaps(g_model, g_ngram).tolist() == [200.0, 200.0, 0.0]
+
+
+def test_median_head_learns_the_median_gap():
+    import torch
+
+    from ejc.config import load_config
+    from ejc.data.sequence import EventSequence
+    from ejc.eval.next_event import NextEventNet, TimeScale, pretrain_cases, with_end
+    from ejc.model.encoder import to_tensors
+
+    torch.manual_seed(0)
+    # gaps of 1 h, 2 h and 10 h after every event: median 2 h, mean 4.3 h
+    hours = np.array([1.0, 2.0, 10.0] * 4)
+    cases = [EventSequence(embeddings=None, timestamps=np.cumsum(np.r_[0.0, np.roll(hours, i)]) * 3600 + 1.7e9, event_types=["a"] * 13, id=f"c{i}") for i in range(3)]
+    cfg = load_config("tiny", ["train.steps=1", "train.max_len=16", "train.device=cpu"])
+    trainer = pretrain_cases(cfg, cases)
+    net = NextEventNet(trainer.model, TimeScale.fit(cases))
+    bt = to_tensors(trainer.spec.collate([with_end(c) for c in cases], None, trainer.pad_multiple))
+    end_id = int(trainer.spec.vocab.encode([END])[0])
+    opt = torch.optim.Adam(net.median.parameters(), lr=0.05)
+    for _ in range(300):  # only the median head learns: the states are those of the pretrained encoder
+        loss, parts = net.supervised_loss(bt, 0.0, end_id, median_weight=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "gap_l1" in parts
+    with torch.no_grad():
+        pred = net.median_gap(net.states(bt))[bt.valid].numpy()
+    # every position should predict about the median (2 h), far from the mean (4.3 h)
+    assert np.median(pred) == pytest.approx(7200, rel=0.1)
+
+
+def test_f1_threshold_by_hand():
+    from ejc.eval.anomaly import f1_threshold
+
+    # separable: midway between the largest normal (3) and the smallest anomalous score (7)
+    assert f1_threshold(np.array([1.0, 2.0, 3.0]), np.array([7.0, 8.0])) == 5.0
+    # overlap: > 2 flags all 3 anomalies and the normal 5 (F1 6/7); > 5 flags 2 of 3, no false alarm (F1 0.8);
+    # > 1: 6/8; > 4: 4/6 -> between 2 and the next score 4
+    assert f1_threshold(np.array([1.0, 2.0, 5.0]), np.array([4.0, 6.0, 7.0])) == 3.0
+    # one class missing: refused
+    with pytest.raises(EjcError, match="both normal and anomalous"):
+        f1_threshold(np.array([1.0]), np.array([]))
 
 
 def test_folds_partition_the_training_sequences():
@@ -195,15 +259,15 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
     assert d["ngram_n"] == 2
     # n-gram: b (8/8), c after b (6 of 8 test cases), END (8/8); d cases' gap is off by 5 h - 2 h
-    assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "accuracy_given_continuation": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
+    assert res["metrics"]["ngram"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "accuracy_excl_end_as_predicted": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400}, abs=1e-6)
     r = res["metrics"]["ngram_recent"]
     assert set(r) == set(res["metrics"]["ngram"]) and 0 <= r["accuracy"] <= 1
     assert d["ngram_recent"]["fraction"] in (1.0, 0.5, 0.3, 0.2, 0.1)
     # last event repeats: never right; gap = median of 16 x 1 h, 12 x 2 h, 4 x 5 h = 1.5 h
-    assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "accuracy_given_continuation": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
+    assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "accuracy_excl_end_as_predicted": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
     ejc = res["metrics"]["ejc"]
-    assert set(ejc) == {"accuracy", "accuracy_excl_end", "accuracy_given_continuation", "time_mae_days"}
-    assert ejc["accuracy_given_continuation"] >= ejc["accuracy_excl_end"]  # same targets, END no longer a wrong answer
+    assert set(ejc) == {"accuracy", "accuracy_excl_end", "accuracy_excl_end_as_predicted", "time_mae_days"}
+    assert ejc["accuracy_excl_end"] >= ejc["accuracy_excl_end_as_predicted"]  # same targets, END no longer a wrong answer
     assert 0 <= ejc["accuracy"] <= 1 and ejc["time_mae_days"] >= 0
     assert (tmp_path / "plots" / "next_event_confusion.png").stat().st_size > 1000
     again = run_cli(argv, capsys)
@@ -220,7 +284,10 @@ def test_retrieval_command_ranks_by_hand(tmp_path, capsys):
     assert m["ngram"]["mrr"] == pytest.approx(23 / 24, abs=1e-6)
     # popularity (next-event counts b 16, END 16, c 12, d 4): ties rank pessimistically
     assert m["popularity"]["mrr"] == pytest.approx((8 / 2 + 6 / 3 + 2 / 4 + 8 / 2) / 24, abs=1e-6)
-    assert 0 < m["ejc"]["mrr"] <= 1
+    assert 0 < m["ejc"]["mrr"] <= 1 and set(m) == {"ejc", "ejc_model", "ngram", "ngram_recent", "popularity"}
+    rec = res["details"]["ngram_recent"]
+    if rec["fraction"] == 1.0 and rec["n"] == res["details"]["ngram_n"]:  # the same model on all training cases
+        assert m["ngram_recent"] == m["ngram"]
 
 
 def test_anomaly_command_separate_files_by_hand(tmp_path, capsys):
@@ -253,6 +320,18 @@ def test_anomaly_command_label_column_trains_on_normal_rows_only(tmp_path, capsy
     assert res["details"]["folds"] == 5 and res["details"]["fold_sizes"] == [2] * 5 and res["details"]["calibration"] == 10
     # z was only in anomalous training rows: unseen for a detector trained on normal rows
     assert res["metrics"]["unseen_event"]["auroc"] == 1.0
+    # the 3 labelled training anomalies set the thresholds (auto -> train-f1), never trained on
+    d = res["details"]
+    assert d["train_anomalous"] == 3 and d["threshold_rule"] == "train-f1"
+    ue = res["metrics"]["unseen_event"]
+    # out-of-fold normal scores are all 0 (every type seen in the other folds), the anomalies 1: threshold 0.5
+    assert ue["threshold"] == 0.5 and d["train_f1_at_threshold"]["unseen_event"] == 1.0
+    assert d["quantile_threshold"]["unseen_event"]["threshold"] == 0.0
+    # test: z z (all unseen: 1) flagged; a q (half unseen: 0.5) is not above 0.5; the normals (0) not
+    assert (ue["precision"], ue["recall"], ue["f1"]) == pytest.approx((1.0, 0.5, 2 / 3))
+    quant = run_cli(["evaluate", "anomaly", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--label-col", "label",
+                     "--threshold", "quantile", *FAST[:4], "--out", str(tmp_path / "q.json")], capsys)
+    assert quant["details"]["threshold_rule"] == "quantile" and quant["metrics"]["unseen_event"]["threshold"] == 0.0
 
 
 def test_probe_command(tmp_path, capsys):
@@ -339,6 +418,11 @@ def test_next_event_options_from_the_command_line():
     assert FineTuneOptions.half_lives == (None, 0.3, 0.1, 0.05, 0.03, 0.02)
     o = _ft_options(parse("--half-lives", "none", "0.05", "--select", "loss", "--gap-select", "loss", "--no-refit", "--ensemble", "2"))
     assert (o.half_lives, o.select, o.gap_select, o.refit, o.ensemble) == ((None, 0.05), "loss", "loss", False, 2)
+    assert (default.blend, default.median_weight) == (FineTuneOptions.blend, FineTuneOptions.median_weight)
+    o = _ft_options(parse("--no-blend", "--median-weight", "0.5"))
+    assert (o.blend, o.median_weight) == (False, 0.5)
+    with pytest.raises(EjcError, match="median-weight"):
+        _ft_options(parse("--median-weight", "-1"))
     with pytest.raises(SystemExit):
         parse("--half-lives", "-1")
 

@@ -13,7 +13,11 @@ fewer false alarms). No test label is ever looked at. Test labels are used only 
 ``auroc``, ``precision``/``recall``/``f1`` at that threshold and ``best_f1`` (the F1 of the best
 threshold chosen with the test labels: optimistic, an upper bound). Against one held-out split,
 cross-fitting calibrates on ``K`` times as many sequences and still trains each detector on
-``(K - 1) / K`` of them; it costs ``K`` trainings.
+``(K - 1) / K`` of them; it costs ``K`` trainings. When the training file holds labelled
+anomalies (``--label-col``), the detectors are still trained on its normal sequences only, but
+every fold detector also scores those anomalies, and the threshold is the one with the best F1
+of the out-of-fold normal scores against them (:func:`f1_threshold`; ``threshold="auto"``):
+known anomalies say where normal ends better than a fixed false-alarm rate does.
 
 The ejc detector combines the Event-JEPA model's surprise with the event-count novelty of a
 sequence (:class:`~ejc.eval.baselines.CountVectorNN`): within each fold each score is turned
@@ -95,6 +99,30 @@ class DetectorResult:
 def threshold_from(calibration_scores: np.ndarray, quantile: float) -> float:
     """The ``quantile`` of the calibration (normal, held-out) scores."""
     return float(np.quantile(np.asarray(calibration_scores, np.float64), quantile, method="higher"))
+
+
+def f1_threshold(normal_scores: np.ndarray, anomalous_scores: np.ndarray) -> float:
+    """The threshold with the best F1 on labelled *training* scores (flag when ``score > t``).
+
+    Between two adjacent distinct scores every threshold flags the same sequences; the midpoint
+    is returned (the widest margin on both sides). Of several thresholds with the same best F1
+    the lowest one is taken. Used when the training file holds labelled anomalies: they set
+    the threshold, the detectors are still trained on the normal sequences only.
+    """
+    neg = np.asarray(normal_scores, np.float64)
+    pos = np.asarray(anomalous_scores, np.float64)
+    if not len(pos) or not len(neg):
+        raise EjcError("a training-F1 threshold needs both normal and anomalous training scores")
+    u = np.unique(np.concatenate([neg, pos]))
+    # flags at threshold u[i]: scores > u[i]; count each class above every candidate
+    tp = len(pos) - np.searchsorted(np.sort(pos), u, side="right")
+    fp = len(neg) - np.searchsorted(np.sort(neg), u, side="right")
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + (len(pos) - tp), 1e-12), 0.0)
+    best = float(f1.max())
+    if best == 0.0:  # nothing separates: flag everything above the lowest score
+        return float(u[0] - 1.0)
+    i = int(np.flatnonzero(f1 >= best - 1e-12)[0])
+    return float((u[i] + u[i + 1]) / 2) if i + 1 < len(u) else float(u[i])
 
 
 def sequence_labels(seqs: list[EventSequence], normal: str = "0") -> np.ndarray:
@@ -182,16 +210,45 @@ def fold_indices(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.array_split(order, folds)]
 
 
-def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: np.ndarray, cfg: Config, seed: int = 0, quantile: float = 0.99, folds: int = 5) -> AnomalyRun:
-    """Fit every detector on normal ``train`` sequences (``folds``-fold cross-fitting), score ``test`` (``labels``: 1 = anomalous)."""
+THRESHOLD_RULES = ("auto", "quantile", "train-f1")
+
+
+def run_anomaly(
+    train: list[EventSequence],
+    test: list[EventSequence],
+    labels: np.ndarray,
+    cfg: Config,
+    seed: int = 0,
+    quantile: float = 0.99,
+    folds: int = 5,
+    train_anomalous: list[EventSequence] | None = None,
+    threshold: str = "auto",
+) -> AnomalyRun:
+    """Fit every detector on normal ``train`` sequences (``folds``-fold cross-fitting), score ``test`` (``labels``: 1 = anomalous).
+
+    ``train_anomalous``: the training file's labelled anomalies, never trained on; every fold
+    detector scores them (a sequence's score is the mean over the folds, as for test).
+    ``threshold``: ``quantile`` (the ``quantile`` of the out-of-fold normal scores),
+    ``train-f1`` (the best-F1 threshold of out-of-fold normal vs anomalous training scores,
+    :func:`f1_threshold`) or ``auto`` (``train-f1`` when there are training anomalies).
+    """
     if not 0 < quantile <= 1:
         raise EjcError(f"--threshold-quantile must be in (0, 1], got {quantile}")
+    if threshold not in THRESHOLD_RULES:
+        raise EjcError(f"unknown threshold rule {threshold!r}; use one of {THRESHOLD_RULES}")
+    anomalous = list(train_anomalous or [])
+    rule = ("train-f1" if anomalous else "quantile") if threshold == "auto" else threshold
+    if rule == "train-f1" and not anomalous:
+        raise EjcError("--threshold train-f1 needs labelled anomalies in the training file (--label-col); none were found")
     if len(train) < 2:
         raise EjcError(f"need at least 2 normal training sequences, got {len(train)}")
     parts = fold_indices(len(train), folds, seed)
-    test_t = [type_list(s) for s in test]
+    # the training anomalies ride along with the test sequences (scored, never trained on)
+    scored = test + anomalous
+    n_test = len(test)
+    test_t = [type_list(s) for s in scored]
     oof: dict[str, list[np.ndarray]] = {}  # detector -> per fold, scores of the held-out sequences
-    on_test: dict[str, list[np.ndarray]] = {}  # detector -> per fold, scores of the test sequences
+    on_test: dict[str, list[np.ndarray]] = {}  # detector -> per fold, scores of the test (+ training anomalous) sequences
     train_seconds = 0.0
 
     def keep(name: str, cal_scores: np.ndarray, test_scores: np.ndarray) -> None:
@@ -209,7 +266,7 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
             base[det.name] = (det.score(cal_t), det.score(test_t))
         t0 = time.perf_counter()
         trainer = pretrain_cases(cfg, fit, seed + k)
-        cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, test)
+        cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, scored)
         train_seconds += time.perf_counter() - t0
         cal_j = np.stack([cal_m, base["count_vector_nn"][0]], 1)
         test_j = np.stack([test_m, base["count_vector_nn"][1]], 1)
@@ -217,10 +274,20 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
         keep("ejc_model", cal_m, test_m)
         for name, (c, t) in base.items():
             keep(name, c, t)
-    detectors = {
-        name: DetectorResult(np.mean(np.stack(on_test[name]), 0), threshold_from(np.concatenate(oof[name]), quantile))
-        for name in on_test
-    }
+    detectors: dict[str, DetectorResult] = {}
+    by_quantile: dict[str, float] = {}
+    train_f1: dict[str, float] = {}
+    for name in on_test:
+        mean = np.mean(np.stack(on_test[name]), 0)
+        normal_oof = np.concatenate(oof[name])
+        by_quantile[name] = threshold_from(normal_oof, quantile)
+        t = by_quantile[name]
+        if anomalous:
+            t_f1 = f1_threshold(normal_oof, mean[n_test:])
+            train_f1[name] = precision_recall_f1(np.concatenate([normal_oof, mean[n_test:]]) > (t_f1 if rule == "train-f1" else t), np.r_[np.zeros(len(normal_oof)), np.ones(len(anomalous))])["f1"]
+            if rule == "train-f1":
+                t = t_f1
+        detectors[name] = DetectorResult(mean[:n_test], t)
     details = {
         "train_normal": len(train),
         "folds": len(parts),
@@ -229,11 +296,20 @@ def run_anomaly(train: list[EventSequence], test: list[EventSequence], labels: n
         "calibration": len(train),
         "test": len(test),
         "test_anomalous": int(np.sum(labels)),
+        "train_anomalous": len(anomalous),
+        "threshold_rule": rule,
         "threshold_quantile": quantile,
-        "flagged_when": "mean test score over the fold detectors > quantile of the out-of-fold training scores",
+        "flagged_when": (
+            "mean test score over the fold detectors > the threshold with the best F1 of out-of-fold normal vs (fold-mean) anomalous training scores"
+            if rule == "train-f1"
+            else "mean test score over the fold detectors > quantile of the out-of-fold training scores"
+        ),
+        # the same detectors at the other rule's threshold, for comparison (test labels only score)
+        "quantile_threshold": {name: {"threshold": by_quantile[name], **precision_recall_f1(detectors[name].test_scores > by_quantile[name], labels)} for name in detectors},
+        **({"train_f1_at_threshold": train_f1} if anomalous else {}),
         "best_f1_note": "best_f1 picks the threshold with the test labels: optimistic",
     }
     return AnomalyRun(np.asarray(labels, np.int64), detectors, details, train_seconds)
 
 
-__all__ = ["AnomalyRun", "DetectorResult", "empirical_pvalues", "fisher_combine", "fold_indices", "leave_one_out_pvalues", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]
+__all__ = ["THRESHOLD_RULES", "AnomalyRun", "DetectorResult", "empirical_pvalues", "f1_threshold", "fisher_combine", "fold_indices", "leave_one_out_pvalues", "model_scores", "run_anomaly", "sequence_labels", "threshold_from", "type_surprise"]

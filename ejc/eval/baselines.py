@@ -77,6 +77,14 @@ class NGramPredictor:
             typ = min((t for t in self.freq if t != END), key=lambda t: (-self.freq[t], t), default=END)
         return (typ if typ is not None else END), gap
 
+    def distribution(self, prefix: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        """``[len(names)]`` next-type probabilities: the relative frequencies after the longest
+        seen context, shorter contexts breaking ties (:meth:`scores`, normalised; uniform when
+        nothing was seen)."""
+        s = self.scores(prefix, names)
+        total = s.sum()
+        return s / total if total > 0 else np.full(len(names), 1.0 / max(1, len(names)))
+
     def scores(self, prefix: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
         """``[C]`` ranking scores: the longest context's relative frequency first, shorter ones break ties."""
         out = np.zeros(len(candidates))

@@ -57,6 +57,11 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--select", choices=("loss", "accuracy", "mae"), default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
     q.add_argument("--gap-select", choices=("loss", "accuracy", "mae"), default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
     q.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="refit the selected models on all training cases (default: FineTuneOptions.refit)")
+    q.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,
+                   help="ejc = the model blended with the drift-aware n-gram, weights chosen on validation (0 = the model alone); "
+                   "the model alone is reported as ejc_model (default: FineTuneOptions.blend)")
+    q.add_argument("--median-weight", type=float, default=None,
+                   help="train a direct median head for the next gap (L1 on log1p(gap / 1 h)) with this weight and predict gaps from it (0: the mixture's median; default: FineTuneOptions.median_weight)")
     q.add_argument("--max-n", type=int, default=6, help="largest n tried for the n-gram baseline")
     q.set_defaults(func=_run_and_write, task_fn=task_next_event)
 
@@ -67,6 +72,9 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--test-abnormal", type=Path, default=None, help="test sequences that are all anomalous")
     q.add_argument("--normal-label", default="0", help="label value of normal rows (default 0)")
     q.add_argument("--threshold-quantile", type=float, default=0.99, help="threshold = this quantile of the out-of-fold normal training scores (default 0.99)")
+    q.add_argument("--threshold", choices=("auto", "quantile", "train-f1"), default="auto",
+                   help="threshold rule: quantile (of the out-of-fold normal training scores), train-f1 (best F1 of out-of-fold normal vs the "
+                   "training file's labelled anomalies, which are never trained on), auto (train-f1 when --label-col finds anomalies in --train; default)")
     q.add_argument("--folds", type=int, default=5, help="cross-fitting folds: each detector is trained K times, each time scoring the held-out fold; thresholds come from all out-of-fold scores (default 5)")
     reader(q)
     common(q, ANOMALY_OVERRIDES)
@@ -148,7 +156,9 @@ def _ft_options(args: argparse.Namespace) -> Any:
         raise EjcError("--epochs and --patience must be at least 1")
     if args.jepa_weight < 0:
         raise EjcError("--jepa-weight must be non-negative")
-    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "refit")}
+    if getattr(args, "median_weight", None) is not None and args.median_weight < 0:
+        raise EjcError("--median-weight must be non-negative")
+    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "refit", "blend", "median_weight")}
     if getattr(args, "half_lives", None) is not None:
         given["half_lives"] = tuple(args.half_lives)
     return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
@@ -212,10 +222,11 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
     if args.test is None and (args.test_normal is None or args.test_abnormal is None):
         raise EjcError("--test-normal and --test-abnormal go together")
     if args.label_col is not None:
-        train, y = _labelled(args, args.train)
-        train = [s for s, lab in zip(train, y) if lab == 0]
+        labelled, y = _labelled(args, args.train)
+        train = [s for s, lab in zip(labelled, y) if lab == 0]
+        train_anomalous = [s for s, lab in zip(labelled, y) if lab != 0]
     else:
-        train = _load(args, args.train).sequences
+        train, train_anomalous = _load(args, args.train).sequences, []
     if args.test is not None:
         if args.label_col is None:
             raise EjcError("--test needs --label-col naming the label column (or use --test-normal / --test-abnormal)")
@@ -224,8 +235,8 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
         normal = _load(args, args.test_normal).sequences
         abnormal = _load(args, args.test_abnormal).sequences
         test, labels = normal + abnormal, np.array([0] * len(normal) + [1] * len(abnormal))
-    _progress(f"{len(train)} normal training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
-    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds)
+    _progress(f"{len(train)} normal (+ {len(train_anomalous)} anomalous) training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
+    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds, train_anomalous, args.threshold)
     if args.plot is not None:
         from ejc.eval.plots import plot_roc, plot_score_histograms
 

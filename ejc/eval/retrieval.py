@@ -4,7 +4,8 @@ Seed 002's retrieval metrics: ``recall_at_k`` (the true next event among the top
 candidates) and ``mrr`` (mean reciprocal rank). Candidates are all event types of the training
 cases plus END; a test event of a type never seen in training is never retrieved (reciprocal
 rank 0). Same protocol and models as :mod:`ejc.eval.next_event`; baselines are the n-gram's
-back-off scores and popularity (training frequency of each type as a next event).
+back-off scores (of all training cases, and of the drift-aware n-gram's most recent ones) and
+popularity (training frequency of each type as a next event).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ejc.config import Config
-from ejc.eval.baselines import NGramPredictor, choose_ngram
+from ejc.eval.baselines import NGramPredictor, choose_ngram, most_recent
 from ejc.eval.metrics import mean_reciprocal_rank, ranks_of_truth, recall_at_k
 from ejc.eval.next_event import FineTuneOptions, run_next_event
 from ejc.eval.protocol import END, PrefixTargets, Split, type_list
@@ -37,14 +38,19 @@ def run_retrieval(split: Split, cfg: Config, opts: FineTuneOptions, k: int = 10,
     n, _ = choose_ngram(fit_t, val_t, max_n)
     ngram = NGramPredictor(n).fit(train_t)
     ngram_scores = np.stack([ngram.scores(type_list(split.test[c])[:kk], names) for c, kk in zip(t.case, t.length)])
+    rec = run.details["ngram_recent"]  # the drift-aware n-gram as chosen on validation
+    recent = NGramPredictor(rec["n"]).fit(most_recent(train_t, rec["fraction"]))
+    recent_scores = np.stack([recent.scores(type_list(split.test[c])[:kk], names) for c, kk in zip(t.case, t.length)])
     freq = Counter(tl[i] if i < len(tl) else END for tl in train_t for i in range(1, len(tl) + 1))
     popularity = np.tile(np.array([freq.get(x, 0) for x in names], np.float64), (len(t), 1))
     metrics = {
         "ejc": retrieval_metrics(run.probs, names, t, k),
+        **({"ejc_model": retrieval_metrics(run.model_probs, names, t, k)} if run.model_probs is not None and run.details.get("ejc_blend") else {}),
         "ngram": retrieval_metrics(ngram_scores, names, t, k),
+        "ngram_recent": retrieval_metrics(recent_scores, names, t, k),
         "popularity": retrieval_metrics(popularity, names, t, k),
     }
-    details = {"candidates": len(names), "test_targets": len(t), "ngram_n": n, "ejc_validation": run.details["ejc_validation"]}
+    details = {"candidates": len(names), "test_targets": len(t), "ngram_n": n, "ngram_recent": rec, "ejc_blend": run.details.get("ejc_blend"), "ejc_validation": run.details["ejc_validation"]}
     return metrics, run.train_seconds, details
 
 
