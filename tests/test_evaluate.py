@@ -140,6 +140,8 @@ def test_blend_weights_chosen_on_validation_by_hand():
     # 0: a, a, a|END tie -> a (argmax first) -> 1/3; 0.3: a (.63 vs .37), b (.42 vs .58), END -> 1; 0.5: b wins first -> 2/3; 1: 2/3
     assert b.val_accuracy == pytest.approx({"0.0": 1 / 3, "0.3": 1.0, "0.5": 2 / 3, "1.0": 2 / 3})
     assert b.type_weight == 0.3
+    # continuation (non-END targets a, b; END never the answer): 0 -> a, a (1/2); 0.3 -> a, b (1)
+    assert b.val_accuracy_excl_end["0.0"] == pytest.approx(0.5) and b.cont_weight == 0.3
     # gaps: w -> |200 w - 100| on the first target, the model's 200 where the n-gram has none -> 100 on the second
     # (the second target's error is 100 whatever the weight): the mean is (|200 w - 100| + 100) / 2, least at w = 0.5
     assert b.val_mae_days["0.5"] == pytest.approx(50 / 86400) and b.val_mae_days["1.0"] == pytest.approx(100 / 86400) and b.gap_weight == 0.5
@@ -419,8 +421,8 @@ def test_next_event_options_from_the_command_line():
     o = _ft_options(parse("--half-lives", "none", "0.05", "--select", "loss", "--gap-select", "loss", "--no-refit", "--ensemble", "2"))
     assert (o.half_lives, o.select, o.gap_select, o.refit, o.ensemble) == ((None, 0.05), "loss", "loss", False, 2)
     assert (default.blend, default.median_weight) == (FineTuneOptions.blend, FineTuneOptions.median_weight)
-    o = _ft_options(parse("--no-blend", "--median-weight", "0.5"))
-    assert (o.blend, o.median_weight) == (False, 0.5)
+    o = _ft_options(parse("--no-blend", "--median-weight", "0.5", "--cont-select", "accuracy"))
+    assert (o.blend, o.median_weight, o.cont_select) == (False, 0.5, "accuracy") and default.cont_select == "continuation"
     with pytest.raises(EjcError, match="median-weight"):
         _ft_options(parse("--median-weight", "-1"))
     with pytest.raises(SystemExit):
@@ -434,10 +436,10 @@ def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
     d = run_cli(argv, capsys)["details"]
     sel = d["ejc_selection"]
     assert (sel["select"], sel["gap_select"]) == ("accuracy", "mae")
-    assert set(sel["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae"} for v in sel["by_half_life"].values())
+    assert set(sel["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae", "continuation"} for v in sel["by_half_life"].values())
     hist = {h: {r["epoch"]: r for r in rs} for h, rs in sel["history_by_half_life"].items()}
     assert all(len(rs) == 4 for rs in hist.values())  # patience 4 of 4 epochs: no early stop
-    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1)):
+    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1), ("cont", "continuation", "val_accuracy_continuation", -1)):
         # each role's model: the (half-life, epoch) with the best validation metric over the grid
         best = min(sign * r[key] for rs in hist.values() for r in rs.values())
         chosen = (str(sel[f"{role}_half_life"]), sel[f"{role}_best_epoch"])
@@ -452,4 +454,5 @@ def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
     assert first["accuracy"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy"])
     assert first["time_mae_days"] == pytest.approx(hist[str(sel["gap_half_life"])][sel["gap_best_epoch"]]["val_time_mae_days"])
     assert d["refit"] is False and d["ensemble"] == 2
-    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days"}
+    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_continuation"}
+    assert first["accuracy_continuation"] == pytest.approx(hist[str(sel["cont_half_life"])][sel["cont_best_epoch"]]["val_accuracy_continuation"])

@@ -54,8 +54,10 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ensemble", type=int, default=3, help="models with different seeds averaged (default 3; the half-lives and epochs are chosen with the first)")
     q.add_argument("--half-lives", type=_half_life, nargs="+", default=None, metavar="H",
                    help="recency half-lives tried, as fractions of the training time span ('none': unweighted); the best on validation is used (default: FineTuneOptions.half_lives)")
-    q.add_argument("--select", choices=("loss", "accuracy", "mae"), default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
-    q.add_argument("--gap-select", choices=("loss", "accuracy", "mae"), default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
+    q.add_argument("--select", choices=("loss", "accuracy", "mae", "continuation"), default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
+    q.add_argument("--gap-select", choices=("loss", "accuracy", "mae", "continuation"), default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
+    q.add_argument("--cont-select", choices=("loss", "accuracy", "mae", "continuation"), default=None,
+                   help="the same for the type predictions given that the case goes on, scored by accuracy_excl_end (default: FineTuneOptions.cont_select)")
     q.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="refit the selected models on all training cases (default: FineTuneOptions.refit)")
     q.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,
                    help="ejc = the model blended with the drift-aware n-gram, weights chosen on validation (0 = the model alone); "
@@ -158,7 +160,7 @@ def _ft_options(args: argparse.Namespace) -> Any:
         raise EjcError("--jepa-weight must be non-negative")
     if getattr(args, "median_weight", None) is not None and args.median_weight < 0:
         raise EjcError("--median-weight must be non-negative")
-    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "refit", "blend", "median_weight")}
+    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "cont_select", "refit", "blend", "median_weight")}
     if getattr(args, "half_lives", None) is not None:
         given["half_lives"] = tuple(args.half_lives)
     return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, seed=args.seed, **{k: v for k, v in given.items() if v is not None})

@@ -74,6 +74,8 @@ class FineTuneOptions:
     half_lives: tuple[float | None, ...] = (None, 0.3, 0.1, 0.05, 0.03, 0.02)
     select: str = "accuracy"  # epoch / half-life criterion on validation for the type predictions (selection_value)
     gap_select: str | None = "mae"  # the same for the gap predictions (None: the model chosen by `select`)
+    # the same for the type predictions given that the case goes on (accuracy_excl_end; None: the `select` model)
+    cont_select: str | None = "continuation"
     refit: bool = True  # refit the selected models on all training cases (fit + val)
     quantile: float = 0.5  # predicted gap = this quantile of the gap distribution
     # weight of an L1 loss on log1p(gap in hours) for a direct median head (0: off); when on,
@@ -182,15 +184,17 @@ class NextEventNet(nn.Module):
         return total, parts
 
 
-SELECTIONS = ("loss", "accuracy", "mae")
+SELECTIONS = ("loss", "accuracy", "mae", "continuation")
 
 
 def selection_value(rec: dict[str, float], select: str) -> float:
     """The early-stopping / model-selection criterion of a validation record (lower is better).
 
     ``loss``: the validation loss (type cross-entropy + weighted gap NLL). ``accuracy``: minus
-    the validation accuracy incl. END; ``mae``: the validation time MAE (days, excl. END). For
-    the last two a lower loss only breaks exact ties (its share is < 1e-6).
+    the validation accuracy incl. END; ``mae``: the validation time MAE (days, excl. END);
+    ``continuation``: minus the validation accuracy of the most likely non-END type on the
+    targets that are not END (``accuracy_excl_end``). For the last three a lower loss only
+    breaks exact ties (its share is < 1e-6).
     """
     if select == "loss":
         return rec["val_loss"]
@@ -198,6 +202,8 @@ def selection_value(rec: dict[str, float], select: str) -> float:
         return -rec["val_accuracy"] + 1e-6 * math.tanh(rec["val_loss"])
     if select == "mae":
         return rec["val_time_mae_days"] + 1e-6 * math.tanh(rec["val_loss"])
+    if select == "continuation":
+        return -rec["val_accuracy_continuation"] + 1e-6 * math.tanh(rec["val_loss"])
     raise EjcError(f"unknown selection criterion {select!r}; use one of {SELECTIONS}")
 
 
@@ -311,7 +317,7 @@ def fit_next_event(
     steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
     total_steps = max(1, n_epochs * steps_per_epoch)
     history: list[dict[str, float]] = []
-    criteria = list(dict.fromkeys([opts.select, *([opts.gap_select] if opts.gap_select else [])]))
+    criteria = list(dict.fromkeys([opts.select, *(c for c in (opts.gap_select, opts.cont_select) if c)]))
     best: dict[str, tuple[float, int, dict[str, Any]]] = {}
     step = 0
     use_jepa = opts.jepa_weight > 0 and cfg.objective.jepa
@@ -341,6 +347,7 @@ def fit_next_event(
             rec["val_type"] = float(np.average([p["type"] for _, p in losses], weights=weights))
             vp, vg = _raw_predictions(net, spec, val, val_t, names)
             rec.update({f"val_{k}": v for k, v in next_event_scores(np.array([names[i] for i in vp.argmax(1)], dtype=object), vg[:, 0], val_t).items()})
+            rec["val_accuracy_continuation"] = continuation_accuracy(vp, names, val_t)
             for c in criteria:  # keep each criterion's best epoch; stop when none improved for `patience`
                 v = selection_value(rec, c)
                 if c not in best or v < best[c][0] - 1e-6:
@@ -493,6 +500,13 @@ def _baseline_continuation(model: Any, cases: list[EventSequence], t: PrefixTarg
     return np.array([model.predict(type_list(cases[c])[:k], allow_end=False)[0] for c, k in zip(t.case, t.length)], dtype=object)
 
 
+def continuation_accuracy(probs: np.ndarray, names: list[str], targets: PrefixTargets) -> float:
+    """Accuracy of the most likely non-END type (``probs [N, V]`` over ``names``) on the targets that are not END."""
+    from ejc.eval.metrics import accuracy
+
+    return accuracy(continuation_types(probs, names), targets.types, ~targets.is_end)
+
+
 def continuation_types(probs: np.ndarray, names: list[str]) -> np.ndarray:
     """``[N]`` the most likely type other than :data:`END` from ``probs [N, V]`` over ``names``."""
     p = np.array(probs, np.float64, copy=True)
@@ -515,31 +529,45 @@ class Blend:
 
     type_weight: float = 0.0
     gap_weight: float = 0.0
+    cont_weight: float = 0.0  # the same for the continuation probabilities (accuracy_excl_end)
     val_accuracy: dict[str, float] = field(default_factory=dict)  # weight -> validation accuracy incl. END
     val_mae_days: dict[str, float] = field(default_factory=dict)  # weight -> validation time MAE
+    val_accuracy_excl_end: dict[str, float] = field(default_factory=dict)  # weight -> validation accuracy_excl_end
 
     def probs(self, p_model: np.ndarray, p_ngram: np.ndarray) -> np.ndarray:
         return (1 - self.type_weight) * p_model + self.type_weight * p_ngram
+
+    def cont_probs(self, p_model: np.ndarray, p_ngram: np.ndarray) -> np.ndarray:
+        return (1 - self.cont_weight) * p_model + self.cont_weight * p_ngram
 
     def gaps(self, g_model: np.ndarray, g_ngram: np.ndarray) -> np.ndarray:
         g_ngram = np.where(np.isfinite(g_ngram), g_ngram, g_model)
         return (1 - self.gap_weight) * g_model + self.gap_weight * g_ngram
 
 
-def choose_blend(p_model: np.ndarray, g_model: np.ndarray, p_ngram: np.ndarray, g_ngram: np.ndarray, targets: PrefixTargets, names: list[str], weights: tuple[float, ...] = BLEND_WEIGHTS) -> Blend:
-    """The type weight with the best validation accuracy (incl. END) and the gap weight with the
-    lowest validation time MAE, each over ``weights`` (ties: the smaller weight, i.e. more model)."""
+def choose_blend(
+    p_model: np.ndarray, g_model: np.ndarray, p_ngram: np.ndarray, g_ngram: np.ndarray, targets: PrefixTargets, names: list[str],
+    weights: tuple[float, ...] = BLEND_WEIGHTS, p_cont: np.ndarray | None = None,
+) -> Blend:
+    """The type weight with the best validation accuracy (incl. END), the gap weight with the
+    lowest validation time MAE and the continuation weight with the best validation
+    ``accuracy_excl_end`` (of ``p_cont``, the continuation models' probabilities; ``p_model``
+    when not given), each over ``weights`` (ties: the smaller weight, i.e. more model)."""
     out = Blend()
-    best_acc, best_mae = -1.0, float("inf")
+    p_cont = p_model if p_cont is None else p_cont
+    best_acc, best_mae, best_cont = -1.0, float("inf"), -1.0
     for w in weights:
-        b = Blend(w, w)
+        b = Blend(w, w, w)
         types = np.array([names[i] for i in b.probs(p_model, p_ngram).argmax(1)], dtype=object)
         sc = next_event_scores(types, b.gaps(g_model, g_ngram), targets)
-        out.val_accuracy[str(w)], out.val_mae_days[str(w)] = sc["accuracy"], sc["time_mae_days"]
+        cont = continuation_accuracy(b.cont_probs(p_cont, p_ngram), names, targets)
+        out.val_accuracy[str(w)], out.val_mae_days[str(w)], out.val_accuracy_excl_end[str(w)] = sc["accuracy"], sc["time_mae_days"], cont
         if sc["accuracy"] > best_acc + 1e-12:
             best_acc, out.type_weight = sc["accuracy"], w
         if sc["time_mae_days"] < best_mae - 1e-12:
             best_mae, out.gap_weight = sc["time_mae_days"], w
+        if cont > best_cont + 1e-12:
+            best_cont, out.cont_weight = cont, w
     return out
 
 
@@ -574,13 +602,14 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     # the half-life grid and the epochs are chosen once, with the first seed, on fit / val:
     # for the types by opts.select, for the gaps by opts.gap_select (None: the same model)
     gap_select = opts.gap_select or opts.select
+    criteria = {"type": opts.select, "gap": gap_select, "cont": opts.cont_select or opts.select}  # role -> its validation criterion
     pre = pretrain_cases(cfg, split.fit, opts.seed)
     tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=opts.seed, pretrained=pre, half_life=hl) for hl in opts.half_lives]
-    chosen = {"type": min(tried, key=lambda fr: fr.best_value)}
-    chosen["gap"] = min((fr.for_criterion(gap_select) for fr in tried), key=lambda fr: fr.best_value)
+    chosen = {role: min((fr.for_criterion(c) for fr in tried), key=lambda fr: fr.best_value) for role, c in criteria.items()}
     selection = {
         "select": opts.select,
         "gap_select": gap_select,
+        "cont_select": criteria["cont"],
         **{f"{role}_{k}": v for role, fr in chosen.items() for k, v in (("half_life", fr.half_life), ("best_epoch", fr.best_epoch))},
         "by_half_life": {str(fr.half_life): {c: {"epoch": e, "value": v} for c, (v, e, _) in fr.snapshots.items()} for fr in tried},
         "history_by_half_life": {str(fr.half_life): fr.history for fr in tried},
@@ -589,29 +618,36 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     for m in range(1, opts.ensemble):  # more seeds at the chosen half-lives, stopped early on val
         seed = opts.seed + 1000 * m
         extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
-        members["type"].append(extra[chosen["type"].half_life])
-        members["gap"].append(extra[chosen["gap"].half_life].for_criterion(gap_select))
+        for role, c in criteria.items():
+            members[role].append(extra[chosen[role].half_life].for_criterion(c))
     val_metrics = []
-    for tm, gm in zip(members["type"], members["gap"]):
+    for tm, gm, cm in zip(members["type"], members["gap"], members["cont"]):
         vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm])
-        val_metrics.append({**next_event_scores(vt, vg, val_t), "type_epoch": tm.best_epoch, "type_half_life": tm.half_life, "gap_epoch": gm.best_epoch, "gap_half_life": gm.half_life})
+        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile)[2]
+        val_metrics.append({**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vc, names_of(cm), val_t),
+                            **{f"{role}_{k}": v for role, fr in (("type", tm), ("gap", gm), ("cont", cm)) for k, v in (("epoch", fr.best_epoch), ("half_life", fr.half_life))}})
     vt, vg, vprobs, names = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"])
-    val_ensemble = next_event_scores(vt, vg, val_t)
+    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile)[2]
+    val_ensemble = {**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vcprobs, names, val_t)}
     blend = Blend()
     if opts.blend:  # the model beside the drift-aware n-gram as chosen on fit / val
         recent_fit = NGramPredictor(rn).fit(most_recent(types_of(split.fit), rf), most_recent(gaps_of(split.fit), rf))
-        blend = choose_blend(vprobs, vg, *ngram_predictions(recent_fit, split.val, val_t, names), val_t, names)
+        blend = choose_blend(vprobs, vg, *ngram_predictions(recent_fit, split.val, val_t, names), val_t, names, p_cont=vcprobs)
     finals = members
     if opts.refit:  # each member again on all training cases, for its own best number of epochs
         finals = {role: [] for role in members}
-        for m, (tm, gm) in enumerate(zip(members["type"], members["gap"])):
+        for m in range(len(members["type"])):
             seed = opts.seed + 1000 * m
-            ft = fit_next_event(cfg, split.train, None, opts, epochs=max(1, tm.best_epoch), seed=seed, half_life=tm.half_life)
-            same = (gm.half_life, gm.best_epoch) == (tm.half_life, tm.best_epoch)
-            finals["type"].append(ft)
-            finals["gap"].append(ft if same else fit_next_event(cfg, split.train, None, opts, epochs=max(1, gm.best_epoch), seed=seed, half_life=gm.half_life))
+            refits: dict[tuple[float | None, int], FitResult] = {}  # one refit per (half-life, epochs) of this seed
+            for role in members:
+                fr = members[role][m]
+                key = (fr.half_life, max(1, fr.best_epoch))
+                if key not in refits:
+                    refits[key] = fit_next_event(cfg, split.train, None, opts, epochs=key[1], seed=seed, half_life=fr.half_life)
+                finals[role].append(refits[key])
     train_seconds = time.perf_counter() - t0
     m_types, m_gaps, m_probs, names = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"])
+    c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile)[2]
     ng_probs, ng_gaps = ngram_predictions(recent, split.test, targets, names)
     probs, gaps = blend.probs(m_probs, ng_probs), blend.gaps(m_gaps, ng_gaps)
     types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
@@ -623,7 +659,8 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         "ejc_selection": selection,
         "ejc_validation": val_metrics,
         "ejc_validation_ensemble": val_ensemble,
-        "ejc_blend": {"with": "ngram_recent", "type_weight": blend.type_weight, "gap_weight": blend.gap_weight, "val_accuracy_by_weight": blend.val_accuracy, "val_mae_days_by_weight": blend.val_mae_days} if opts.blend else None,
+        "ejc_blend": {"with": "ngram_recent", "type_weight": blend.type_weight, "gap_weight": blend.gap_weight, "cont_weight": blend.cont_weight,
+                      "val_accuracy_by_weight": blend.val_accuracy, "val_mae_days_by_weight": blend.val_mae_days, "val_accuracy_excl_end_by_weight": blend.val_accuracy_excl_end} if opts.blend else None,
         "ensemble": opts.ensemble,
         "refit": opts.refit,
     }
@@ -635,8 +672,8 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         "last_event": _baseline_predictions(last, split.test, targets),
     }
     continuation = {
-        "ejc": continuation_types(probs, names),
-        **({"ejc_model": continuation_types(m_probs, names)} if opts.blend else {}),
+        "ejc": continuation_types(blend.cont_probs(c_probs, ng_probs), names),
+        **({"ejc_model": continuation_types(c_probs, names)} if opts.blend else {}),
         "ngram": _baseline_continuation(ngram, split.test, targets),
         "ngram_recent": _baseline_continuation(recent, split.test, targets),
         "last_event": _baseline_continuation(last, split.test, targets),
@@ -644,4 +681,9 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation, m_probs)
 
 
-__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_types", "ngram_predictions", "run_next_event"]
+def names_of(fr: FitResult) -> list[str]:
+    """The type names a model's probabilities run over (its vocabulary without ``<pad>``/``<unk>``)."""
+    return list(fr.spec.vocab.itos[2:])
+
+
+__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_accuracy", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
