@@ -482,12 +482,10 @@ class NextEventRun:
         out = {}
         for name, (types, gaps) in self.predictions.items():
             sc = next_event_scores(types, gaps, t)
-            out[name] = {"accuracy": sc["accuracy"], "time_mae_days": sc["time_mae_days"]}
+            excl = accuracy(self.continuation[name], t.types, ~t.is_end) if name in self.continuation else sc["accuracy_excl_end"]
+            out[name] = {"accuracy": sc["accuracy"], "accuracy_excl_end": excl, "time_mae_days": sc["time_mae_days"]}
             if name in self.continuation:
-                out[name]["accuracy_excl_end"] = accuracy(self.continuation[name], t.types, ~t.is_end)
                 out[name]["accuracy_excl_end_as_predicted"] = sc["accuracy_excl_end"]
-            else:
-                out[name]["accuracy_excl_end"] = sc["accuracy_excl_end"]
         return out
 
 
