@@ -421,6 +421,10 @@ def test_next_event_options_from_the_command_line():
     o = _ft_options(parse("--half-lives", "none", "0.05", "--select", "loss", "--gap-select", "loss", "--no-refit", "--ensemble", "2"))
     assert (o.half_lives, o.select, o.gap_select, o.refit, o.ensemble) == ((None, 0.05), "loss", "loss", False, 2)
     assert (default.blend, default.median_weight) == (FineTuneOptions.blend, FineTuneOptions.median_weight)
+    from ejc.eval.cli import SELECTION_CHOICES
+    from ejc.eval.next_event import SELECTIONS
+
+    assert SELECTION_CHOICES == SELECTIONS  # the CLI's copy (kept to avoid importing torch at parse time)
     o = _ft_options(parse("--no-blend", "--median-weight", "0.5", "--cont-select", "accuracy"))
     assert (o.blend, o.median_weight, o.cont_select) == (False, 0.5, "accuracy") and default.cont_select == "continuation"
     with pytest.raises(EjcError, match="median-weight"):

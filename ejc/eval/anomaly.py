@@ -281,12 +281,9 @@ def run_anomaly(
         mean = np.mean(np.stack(on_test[name]), 0)
         normal_oof = np.concatenate(oof[name])
         by_quantile[name] = threshold_from(normal_oof, quantile)
-        t = by_quantile[name]
-        if anomalous:
-            t_f1 = f1_threshold(normal_oof, mean[n_test:])
-            train_f1[name] = precision_recall_f1(np.concatenate([normal_oof, mean[n_test:]]) > (t_f1 if rule == "train-f1" else t), np.r_[np.zeros(len(normal_oof)), np.ones(len(anomalous))])["f1"]
-            if rule == "train-f1":
-                t = t_f1
+        t = f1_threshold(normal_oof, mean[n_test:]) if rule == "train-f1" else by_quantile[name]
+        if anomalous:  # the training F1 at the threshold used
+            train_f1[name] = precision_recall_f1(np.r_[normal_oof, mean[n_test:]] > t, np.r_[np.zeros(len(normal_oof)), np.ones(len(anomalous))])["f1"]
         detectors[name] = DetectorResult(mean[:n_test], t)
     details = {
         "train_normal": len(train),

@@ -16,6 +16,7 @@ from typing import Any
 from ejc.errors import EjcError
 
 # task defaults for the model: small and quick on CPU; override with --config / key=value
+SELECTION_CHOICES = ("loss", "accuracy", "mae", "continuation")  # = ejc.eval.next_event.SELECTIONS (not imported here: it loads torch)
 NEXT_EVENT_OVERRIDES = ["model.encoder=full", "model.num_levels=2", "train.steps=200", "train.max_len=64", "train.batch_size=32", "train.warmup_steps=20"]
 ANOMALY_OVERRIDES = ["train.steps=300", "train.max_len=128", "train.batch_size=32", "train.warmup_steps=30"]
 
@@ -54,9 +55,9 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ensemble", type=int, default=3, help="models with different seeds averaged (default 3; the half-lives and epochs are chosen with the first)")
     q.add_argument("--half-lives", type=_half_life, nargs="+", default=None, metavar="H",
                    help="recency half-lives tried, as fractions of the training time span ('none': unweighted); the best on validation is used (default: FineTuneOptions.half_lives)")
-    q.add_argument("--select", choices=("loss", "accuracy", "mae", "continuation"), default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
-    q.add_argument("--gap-select", choices=("loss", "accuracy", "mae", "continuation"), default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
-    q.add_argument("--cont-select", choices=("loss", "accuracy", "mae", "continuation"), default=None,
+    q.add_argument("--select", choices=SELECTION_CHOICES, default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
+    q.add_argument("--gap-select", choices=SELECTION_CHOICES, default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
+    q.add_argument("--cont-select", choices=SELECTION_CHOICES, default=None,
                    help="the same for the type predictions given that the case goes on, scored by accuracy_excl_end (default: FineTuneOptions.cont_select)")
     q.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="refit the selected models on all training cases (default: FineTuneOptions.refit)")
     q.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,

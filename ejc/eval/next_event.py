@@ -242,6 +242,11 @@ class FitResult:
         return FitResult(net, self.spec, self.epochs, epoch, rec.get("val_loss", float("nan")), self.half_life, self.history, self.seconds, value, rec, criterion, self.snapshots)
 
 
+def names_of(fitted: FitResult | Trainer) -> list[str]:
+    """The type names a model's probabilities run over (its vocabulary without ``<pad>``/``<unk>``)."""
+    return list(fitted.spec.vocab.itos[2:])
+
+
 def pretrain_cases(cfg: Config, train: list[EventSequence], seed: int = 0) -> Trainer:
     """JEPA-pretrain (the model's own objective, ``cfg.train.steps`` steps) on ``train`` + END events."""
     torch.manual_seed(seed)
@@ -312,7 +317,7 @@ def fit_next_event(
 
     val_batches = [tensors([with_end(val[i]) for i in idx]) for idx in _batches(len(val), 256, None)] if val else []
     val_t = prefix_targets(val) if val else None
-    names = list(spec.vocab.itos[2:])
+    names = names_of(trainer)
     n_epochs = opts.max_epochs if epochs is None else epochs
     steps_per_epoch = math.ceil(len(windows) / opts.batch_size)
     total_steps = max(1, n_epochs * steps_per_epoch)
@@ -409,7 +414,13 @@ def _raw_predictions(net: NextEventNet, spec: DataSpec, cases: list[EventSequenc
     return probs, gaps
 
 
-def predict_prefixes(models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128, quantile: float = 0.5, gap_models: list[FitResult] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+RawCache = dict[int, tuple[np.ndarray, np.ndarray]]  # id(FitResult) -> its (probs, gap quantiles) on one set of prefixes
+
+
+def predict_prefixes(
+    models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128, quantile: float = 0.5,
+    gap_models: list[FitResult] | None = None, cache: RawCache | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Predictions for every prefix in ``targets`` (built from ``cases``).
 
     Returns ``(types [N] object, gaps [N] seconds, probs [N, V'] , names [V'])``: the most
@@ -417,10 +428,12 @@ def predict_prefixes(models: list[FitResult], cases: list[EventSequence], target
     distribution, averaged over ``models``), and the type probabilities (averaged over
     ``models``) over the type names ``names`` (the first model's vocabulary without
     ``<pad>``/``<unk>``). ``gap_models``: other models for the gaps (default: ``models``).
+    ``cache``: one forward pass per distinct model across calls on the *same* ``cases`` /
+    ``targets`` / ``quantile`` (a fresh one per call when not given).
     """
-    names = [t for t in models[0].spec.vocab.itos[2:]]
+    names = names_of(models[0])
     gap_models = models if gap_models is None else gap_models
-    raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one forward pass per distinct model
+    raw: RawCache = {} if cache is None else cache
 
     def of(fr: FitResult) -> tuple[np.ndarray, np.ndarray]:
         if id(fr) not in raw:
@@ -618,14 +631,16 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
         for role, c in criteria.items():
             members[role].append(extra[chosen[role].half_life].for_criterion(c))
+    names = names_of(chosen["type"])
+    on_val: RawCache = {}  # every member's validation predictions, computed once
     val_metrics = []
     for tm, gm, cm in zip(members["type"], members["gap"], members["cont"]):
-        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm])
-        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile)[2]
-        val_metrics.append({**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vc, names_of(cm), val_t),
+        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val)
+        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
+        val_metrics.append({**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vc, names, val_t),
                             **{f"{role}_{k}": v for role, fr in (("type", tm), ("gap", gm), ("cont", cm)) for k, v in (("epoch", fr.best_epoch), ("half_life", fr.half_life))}})
-    vt, vg, vprobs, names = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"])
-    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile)[2]
+    vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val)
+    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
     val_ensemble = {**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vcprobs, names, val_t)}
     blend = Blend()
     if opts.blend:  # the model beside the drift-aware n-gram as chosen on fit / val
@@ -644,8 +659,9 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
                     refits[key] = fit_next_event(cfg, split.train, None, opts, epochs=key[1], seed=seed, half_life=fr.half_life)
                 finals[role].append(refits[key])
     train_seconds = time.perf_counter() - t0
-    m_types, m_gaps, m_probs, names = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"])
-    c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile)[2]
+    on_test: RawCache = {}  # a refit shared by several roles runs once
+    m_types, m_gaps, m_probs, _ = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"], cache=on_test)
+    c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile, cache=on_test)[2]
     ng_probs, ng_gaps = ngram_predictions(recent, split.test, targets, names)
     probs, gaps = blend.probs(m_probs, ng_probs), blend.gaps(m_gaps, ng_gaps)
     types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
@@ -677,11 +693,6 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         "last_event": _baseline_continuation(last, split.test, targets),
     }
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation, m_probs)
-
-
-def names_of(fr: FitResult) -> list[str]:
-    """The type names a model's probabilities run over (its vocabulary without ``<pad>``/``<unk>``)."""
-    return list(fr.spec.vocab.itos[2:])
 
 
 __all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_accuracy", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
