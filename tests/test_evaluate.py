@@ -126,6 +126,35 @@ def test_continuation_accuracy_by_hand():
     assert (m["accuracy"], m["accuracy_excl_end_as_predicted"], m["accuracy_excl_end"]) == pytest.approx((1 / 3, 0.0, 0.5))
 
 
+def test_prefix_ceiling_by_hand():
+    from ejc.data.sequence import EventSequence
+    from ejc.eval.ceiling import cell_ceiling, ceiling_details, prefix_ceiling
+
+    def case(types, gaps_h, cid):
+        return EventSequence(embeddings=None, timestamps=1.7e9 + 3600.0 * np.cumsum([0.0, *gaps_h]), event_types=types, id=cid)
+
+    cases = [case(["a", "b"], [1], "c0"), case(["a", "b"], [3], "c1"), case(["a", "c"], [2], "c2"),
+             case(["b", "a"], [4], "c3"), case(["a", "b", "c"], [5, 1], "c4")]
+    t = prefix_targets(cases)
+    # prefixes -> what followed: (a) b b c b = b 3 of 4, gaps 1 3 2 5 h: median 2.5 -> |err| 1.5 0.5 0.5 2.5
+    # (a b) END END c = END 2 of 3 (c the only going-on one: 1 of 1, gap 1 h: 0); (a c) END, (b) a 4 h: 0,
+    # (b a) END, (a b c) END: accuracy 3 + 2 + 1 + 1 + 1 + 1 = 9 of 11 targets; excl. END 3 + 1 + 1 of 6
+    c = prefix_ceiling(cases, t)
+    assert len(t) == 11 and c == pytest.approx({"accuracy": 9 / 11, "accuracy_excl_end": 5 / 6, "time_mae_days": (1.5 + 0.5 + 0.5 + 2.5) / 6 / 24, "cells": 6})
+    # the last type only: (.. a) b b c b END -> b 3 of 5 (3 of 4 going on); (.. b) END END a c -> END 2 of 4, a or c 1 of 2;
+    # (.. c) END END -> 2 of 2
+    last = prefix_ceiling(cases, t, last=1)
+    assert (last["accuracy"], last["accuracy_excl_end"], last["cells"]) == pytest.approx((7 / 11, 4 / 6, 3))
+    assert last["accuracy"] <= c["accuracy"] and last["accuracy_excl_end"] <= c["accuracy_excl_end"]
+    # a finer cell (prefix and whether the last gap exceeds 2 h) can only score as well or better
+    fine = cell_ceiling(cases, t, lambda types, ts: (tuple(types), len(ts) > 1 and ts[-1] - ts[-2] > 7200))
+    assert fine["accuracy"] >= c["accuracy"] and fine["cells"] == 7
+    d = ceiling_details(cases, t)
+    assert d["prefix_types"] == c and d["last_type"] == last and "optimistic" in d["note"]
+    with pytest.raises(ValueError, match="last must be at least 1"):
+        prefix_ceiling(cases, t, last=0)
+
+
 def test_blend_weights_chosen_on_validation_by_hand():
     from ejc.eval.next_event import Blend, choose_blend
     from ejc.eval.protocol import PrefixTargets
@@ -267,6 +296,8 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     assert d["ngram_recent"]["fraction"] in (1.0, 0.5, 0.3, 0.2, 0.1)
     # last event repeats: never right; gap = median of 16 x 1 h, 12 x 2 h, 4 x 5 h = 1.5 h
     assert res["metrics"]["last_event"] == pytest.approx({"accuracy": 0.0, "accuracy_excl_end": 0.0, "accuracy_excl_end_as_predicted": 0.0, "time_mae_days": (8 * 1800 + 6 * 1800 + 2 * 12600) / 16 / 86400}, abs=1e-6)
+    # the ceiling: every test case is a b c or a b d, so only the d cases' prefix "a b" misses (2 of 16 excl. END)
+    assert d["ceiling"]["prefix_types"] == pytest.approx({"accuracy": 22 / 24, "accuracy_excl_end": 14 / 16, "time_mae_days": 2 * 3 * 3600 / 16 / 86400, "cells": 4}, abs=1e-6)
     ejc = res["metrics"]["ejc"]
     assert set(ejc) == {"accuracy", "accuracy_excl_end", "accuracy_excl_end_as_predicted", "time_mae_days"}
     assert ejc["accuracy_excl_end"] >= ejc["accuracy_excl_end_as_predicted"]  # same targets, END no longer a wrong answer
@@ -443,7 +474,7 @@ def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
     assert set(sel["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae", "continuation"} for v in sel["by_half_life"].values())
     hist = {h: {r["epoch"]: r for r in rs} for h, rs in sel["history_by_half_life"].items()}
     assert all(len(rs) == 4 for rs in hist.values())  # patience 4 of 4 epochs: no early stop
-    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1), ("cont", "continuation", "val_accuracy_continuation", -1)):
+    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1), ("cont", "continuation", "val_accuracy_excl_end", -1)):
         # each role's model: the (half-life, epoch) with the best validation metric over the grid
         best = min(sign * r[key] for rs in hist.values() for r in rs.values())
         chosen = (str(sel[f"{role}_half_life"]), sel[f"{role}_best_epoch"])
@@ -458,5 +489,6 @@ def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
     assert first["accuracy"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy"])
     assert first["time_mae_days"] == pytest.approx(hist[str(sel["gap_half_life"])][sel["gap_best_epoch"]]["val_time_mae_days"])
     assert d["refit"] is False and d["ensemble"] == 2
-    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_continuation"}
-    assert first["accuracy_continuation"] == pytest.approx(hist[str(sel["cont_half_life"])][sel["cont_best_epoch"]]["val_accuracy_continuation"])
+    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_excl_end_as_predicted"}
+    assert first["accuracy_excl_end"] == pytest.approx(hist[str(sel["cont_half_life"])][sel["cont_best_epoch"]]["val_accuracy_excl_end"])
+    assert first["accuracy_excl_end_as_predicted"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy_excl_end_as_predicted"])

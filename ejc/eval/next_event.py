@@ -203,7 +203,7 @@ def selection_value(rec: dict[str, float], select: str) -> float:
     if select == "mae":
         return rec["val_time_mae_days"] + 1e-6 * math.tanh(rec["val_loss"])
     if select == "continuation":
-        return -rec["val_accuracy_continuation"] + 1e-6 * math.tanh(rec["val_loss"])
+        return -rec["val_accuracy_excl_end"] + 1e-6 * math.tanh(rec["val_loss"])
     raise EjcError(f"unknown selection criterion {select!r}; use one of {SELECTIONS}")
 
 
@@ -351,8 +351,7 @@ def fit_next_event(
             rec["val_loss"] = float(np.average([float(lo) for lo, _ in losses], weights=weights))
             rec["val_type"] = float(np.average([p["type"] for _, p in losses], weights=weights))
             vp, vg = _raw_predictions(net, spec, val, val_t, names)
-            rec.update({f"val_{k}": v for k, v in next_event_scores(np.array([names[i] for i in vp.argmax(1)], dtype=object), vg[:, 0], val_t).items()})
-            rec["val_accuracy_continuation"] = continuation_accuracy(vp, names, val_t)
+            rec.update({f"val_{k}": v for k, v in next_event_scores(np.array([names[i] for i in vp.argmax(1)], dtype=object), vg[:, 0], val_t, continuation_types(vp, names)).items()})
             for c in criteria:  # keep each criterion's best epoch; stop when none improved for `patience`
                 v = selection_value(rec, c)
                 if c not in best or v < best[c][0] - 1e-6:
@@ -446,14 +445,26 @@ def predict_prefixes(
     return types, gaps.mean(1), probs, names
 
 
-def next_event_scores(types: np.ndarray, gaps: np.ndarray, targets: PrefixTargets) -> dict[str, float]:
-    """``accuracy`` (incl. END), ``accuracy_excl_end`` and ``time_mae_days`` (excl. END) of predictions."""
+def next_event_scores(types: np.ndarray, gaps: np.ndarray, targets: PrefixTargets, continuation: np.ndarray) -> dict[str, float]:
+    """The next-event metrics of predictions ``types`` / ``gaps`` (seconds) and ``continuation``
+    (the most likely type other than END), each ``[N]`` over ``targets``:
+
+    - ``accuracy``: ``types`` on every target, END included;
+    - ``accuracy_excl_end``: ``continuation`` on the targets that are not END — the measure of the
+      data README's table (its bigram's 0.742 and the recent n-gram's 0.834 are reproduced by it)
+      and of EasyTPP's one-step evaluation, whose models have no END class;
+    - ``time_mae_days``: ``gaps`` on the targets that are not END;
+    - ``accuracy_excl_end_as_predicted``: ``types`` on the targets that are not END, so predicting
+      END where the case went on counts as wrong (stricter).
+    """
     from ejc.eval.metrics import accuracy, mean_absolute_error
 
+    going_on = ~targets.is_end
     return {
         "accuracy": accuracy(types, targets.types),
-        "accuracy_excl_end": accuracy(types, targets.types, ~targets.is_end),
-        "time_mae_days": mean_absolute_error(gaps, targets.gaps, ~targets.is_end) / 86400.0,
+        "accuracy_excl_end": accuracy(continuation, targets.types, going_on),
+        "time_mae_days": mean_absolute_error(gaps, targets.gaps, going_on) / 86400.0,
+        "accuracy_excl_end_as_predicted": accuracy(types, targets.types, going_on),
     }
 
 
@@ -476,30 +487,13 @@ class NextEventRun:
     train_seconds: float
     # method -> [N] most likely type among the non-END ones (the prediction "given the case goes on",
     # scored by ``accuracy_excl_end``)
-    continuation: dict[str, np.ndarray] = field(default_factory=dict)
+    continuation: dict[str, np.ndarray]
     model_probs: np.ndarray | None = None  # [N, V] the model's own type probabilities (before any blend)
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        """``accuracy`` (END included), ``time_mae_days`` (targets that are not END), and two
-        accuracies on the targets that are not END:
-
-        - ``accuracy_excl_end``: the most likely type *other than END* — the measure of the data
-          README's table (its bigram's 0.742 and the recent n-gram's 0.834 are reproduced by it)
-          and of EasyTPP's one-step evaluation, whose models have no END class;
-        - ``accuracy_excl_end_as_predicted``: each method's prediction as made, so predicting END
-          where the case went on counts as wrong (stricter; only for methods that predict END).
-        """
-        from ejc.eval.metrics import accuracy
-
-        t = self.targets
-        out = {}
-        for name, (types, gaps) in self.predictions.items():
-            sc = next_event_scores(types, gaps, t)
-            excl = accuracy(self.continuation[name], t.types, ~t.is_end) if name in self.continuation else sc["accuracy_excl_end"]
-            out[name] = {"accuracy": sc["accuracy"], "accuracy_excl_end": excl, "time_mae_days": sc["time_mae_days"]}
-            if name in self.continuation:
-                out[name]["accuracy_excl_end_as_predicted"] = sc["accuracy_excl_end"]
-        return out
+        """:func:`next_event_scores` of every method (``accuracy``, ``accuracy_excl_end``,
+        ``time_mae_days``, ``accuracy_excl_end_as_predicted``)."""
+        return {name: next_event_scores(types, gaps, self.targets, self.continuation[name]) for name, (types, gaps) in self.predictions.items()}
 
 
 def _baseline_predictions(model: Any, cases: list[EventSequence], t: PrefixTargets) -> tuple[np.ndarray, np.ndarray]:
@@ -509,13 +503,6 @@ def _baseline_predictions(model: Any, cases: list[EventSequence], t: PrefixTarge
 
 def _baseline_continuation(model: Any, cases: list[EventSequence], t: PrefixTargets) -> np.ndarray:
     return np.array([model.predict(type_list(cases[c])[:k], allow_end=False)[0] for c, k in zip(t.case, t.length)], dtype=object)
-
-
-def continuation_accuracy(probs: np.ndarray, names: list[str], targets: PrefixTargets) -> float:
-    """Accuracy of the most likely non-END type (``probs [N, V]`` over ``names``) on the targets that are not END."""
-    from ejc.eval.metrics import accuracy
-
-    return accuracy(continuation_types(probs, names), targets.types, ~targets.is_end)
 
 
 def continuation_types(probs: np.ndarray, names: list[str]) -> np.ndarray:
@@ -570,8 +557,8 @@ def choose_blend(
     for w in weights:
         b = Blend(w, w, w)
         types = np.array([names[i] for i in b.probs(p_model, p_ngram).argmax(1)], dtype=object)
-        sc = next_event_scores(types, b.gaps(g_model, g_ngram), targets)
-        cont = continuation_accuracy(b.cont_probs(p_cont, p_ngram), names, targets)
+        sc = next_event_scores(types, b.gaps(g_model, g_ngram), targets, continuation_types(b.cont_probs(p_cont, p_ngram), names))
+        cont = sc["accuracy_excl_end"]
         out.val_accuracy[str(w)], out.val_mae_days[str(w)], out.val_accuracy_excl_end[str(w)] = sc["accuracy"], sc["time_mae_days"], cont
         if sc["accuracy"] > best_acc + 1e-12:
             best_acc, out.type_weight = sc["accuracy"], w
@@ -598,6 +585,7 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     cases are touched once, to score.
     """
     from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram, choose_recent_ngram, most_recent
+    from ejc.eval.ceiling import ceiling_details
     types_of = lambda ss: [type_list(s) for s in ss]  # noqa: E731
     gaps_of = lambda ss: [s.gaps() if s.timestamps is not None else np.full(len(s), np.nan) for s in ss]  # noqa: E731
     targets = prefix_targets(split.test)
@@ -637,11 +625,11 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     for tm, gm, cm in zip(members["type"], members["gap"], members["cont"]):
         vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val)
         vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
-        val_metrics.append({**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vc, names, val_t),
+        val_metrics.append({**next_event_scores(vt, vg, val_t, continuation_types(vc, names)),
                             **{f"{role}_{k}": v for role, fr in (("type", tm), ("gap", gm), ("cont", cm)) for k, v in (("epoch", fr.best_epoch), ("half_life", fr.half_life))}})
     vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val)
     vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
-    val_ensemble = {**next_event_scores(vt, vg, val_t), "accuracy_continuation": continuation_accuracy(vcprobs, names, val_t)}
+    val_ensemble = next_event_scores(vt, vg, val_t, continuation_types(vcprobs, names))
     blend = Blend()
     if opts.blend:  # the model beside the drift-aware n-gram as chosen on fit / val
         recent_fit = NGramPredictor(rn).fit(most_recent(types_of(split.fit), rf), most_recent(gaps_of(split.fit), rf))
@@ -677,6 +665,7 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
                       "val_accuracy_by_weight": blend.val_accuracy, "val_mae_days_by_weight": blend.val_mae_days, "val_accuracy_excl_end_by_weight": blend.val_accuracy_excl_end} if opts.blend else None,
         "ensemble": opts.ensemble,
         "refit": opts.refit,
+        "ceiling": ceiling_details(split.test, targets),
     }
     preds = {
         "ejc": (types, gaps),
@@ -695,4 +684,4 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation, m_probs)
 
 
-__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_accuracy", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
+__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
