@@ -238,6 +238,11 @@ def test_cli_build_query_info_round_trip(tmp_path):
     (tmp_path / "q.json").write_text("[1, 2]")
     bad = _cli("index", "query", "--index", tmp_path / "idx", "--vector-file", tmp_path / "q.json", check=False)
     assert bad.returncode == 2 and "shape (n, 16)" in bad.stderr
+    # a truncated manifest: info names the file and says what to do, no traceback
+    mf = tmp_path / "idx" / "versions" / info["version"] / "manifest.json"
+    mf.write_text(mf.read_text()[:40])
+    bad = _cli("index", "info", "--index", tmp_path / "idx", check=False)
+    assert bad.returncode == 2 and str(mf) in bad.stderr and "unreadable" in bad.stderr and "rebuild the index" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_errors_are_ejc_errors():

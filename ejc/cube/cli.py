@@ -130,10 +130,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from ejc.cube.sharded import MANIFEST, VERSIONS, current_version
+    from ejc.cube.sharded import read_manifest
 
-    name = current_version(args.index)
-    m = json.loads((args.index / VERSIONS / name / MANIFEST).read_text())
+    name, m = read_manifest(args.index)
     _print_json({"index": str(args.index), "version": name, "created": m["created"], "model_version": m["model_version"], "num_shards": m["num_shards"],
                  "modalities": {k: {"dim": v["dim"], "metric": v["metric"], "count": v["count"], "levels": v["levels"], "kinds": sorted({s["kind"] for s in v["shards"]})} for k, v in m["modalities"].items()}})
     return 0

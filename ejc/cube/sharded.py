@@ -269,6 +269,22 @@ def current_version(root: str | os.PathLike[str]) -> str:
     return name
 
 
+def read_manifest(root: str | os.PathLike[str], version: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``(version, manifest)`` of the version ``CURRENT`` names under ``root`` (or ``version``),
+    with a clear error when it is unreadable or of another format."""
+    r = Path(root)
+    name = version or current_version(r)
+    mf = r / VERSIONS / name / MANIFEST
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, ValueError) as e:
+        raise VectorIndexError(f"{mf}: unreadable ({e}); rebuild the index") from e
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        got = manifest.get("format_version") if isinstance(manifest, dict) else type(manifest).__name__
+        raise VectorIndexError(f"{mf}: sharded index format {got!r} is not {FORMAT_VERSION}; rebuild the index")
+    return name, manifest
+
+
 # ----------------------------------------------------------------------------------------------
 # query
 
@@ -290,14 +306,8 @@ class ShardedIndex:
     def load(cls, root: str | os.PathLike[str], *, version: str | None = None, mmap: bool = False, verify: bool = True) -> ShardedIndex:
         """Load the version ``CURRENT`` names (or ``version``); every file is checksum-verified."""
         r = Path(root)
-        name = version or current_version(r)
+        name, manifest = read_manifest(r, version)
         vdir = r / VERSIONS / name
-        try:
-            manifest = json.loads((vdir / MANIFEST).read_text())
-        except (OSError, ValueError) as e:
-            raise VectorIndexError(f"{vdir / MANIFEST}: unreadable ({e}); rebuild the index") from e
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise VectorIndexError(f"{vdir / MANIFEST}: sharded index format {manifest.get('format_version')!r} is not {FORMAT_VERSION}; rebuild the index")
         shards: dict[str, list[VectorIndex]] = {}
         attributes: dict[str, dict[str, dict[str, str | None]]] = {}
         for m, info in manifest["modalities"].items():
@@ -392,4 +402,4 @@ class ShardedIndex:
         self._pool.shutdown(wait=False)
 
 
-__all__ = ["ShardedIndex", "build_sharded_index", "build_shard", "current_version", "scatter_file", "sequential_map", "shard_of", "thread_map"]
+__all__ = ["ShardedIndex", "build_sharded_index", "build_shard", "current_version", "read_manifest", "scatter_file", "sequential_map", "shard_of", "thread_map"]
