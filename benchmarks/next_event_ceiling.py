@@ -88,7 +88,10 @@ def main() -> None:
     timed = all(s.timestamps is not None for s in split.test + split.val)
     measured = None
     if args.result is not None:
-        res = json.loads(args.result.read_text())
+        try:
+            res = json.loads(args.result.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--result {args.result}: not a readable result JSON ({e}); write one with `ejc evaluate next-event SRC --out FILE`") from e
         if res.get("details", {}).get("split", {}).get("test_cases") != len(split.test):
             raise SystemExit(f"{args.result} was measured on another split ({res.get('details', {}).get('split')}) than {split.sizes()}")
         measured = res["metrics"]
