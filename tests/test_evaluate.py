@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -273,18 +274,29 @@ def tiny_log(path: Path) -> Path:
     return path
 
 
-def run_cli(argv: list[str], capsys) -> dict:
+def run_cli(argv: list[str], capsys, stderr: list[str] | None = None) -> dict:
+    """Run ``ejc`` in-process; its last stdout line parsed. ``stderr``: gets the progress lines."""
     assert main(argv) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
+    captured = capsys.readouterr()
+    if stderr is not None:
+        stderr.extend(captured.err.strip().splitlines())
+    return json.loads(captured.out.strip().splitlines()[-1])
 
 
 def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     src = tiny_log(tmp_path / "log.csv")
     argv = ["evaluate", "next-event", str(src), *FAST, "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "plots")]
-    res = run_cli(argv, capsys)
+    err: list[str] = []
+    res = run_cli(argv, capsys, err)
     assert set(res) >= {"task", "dataset", "metrics", "train_seconds", "machine"}
     assert res["task"] == "next_event" and res["dataset"] == "log.csv"
+    # progress on stderr: the pretraining's last step, every fine-tuning epoch of every half-life and
+    # member, the refits, then the scoring as the last line
+    assert any(line.startswith("ejc evaluate: JEPA pretraining (seed 0, 13 sequences): step 2/2, loss ") for line in err)
+    epochs = [line for line in err if "fine-tune (half-life" in line]
+    assert epochs and all(" val accuracy " in line and " excl. END " in line for line in epochs)
+    assert any(line.startswith("ejc evaluate: fine-tune (half-life None, seed 0) epoch 1/2: ") for line in epochs)
+    assert re.fullmatch(r"ejc evaluate: trained in \d+ s; scoring 24 test prefixes", err[-1]), err[-1]
     assert json.loads((tmp_path / "r.json").read_text()) == res
     d = res["details"]
     assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
@@ -347,8 +359,12 @@ def test_anomaly_command_label_column_trains_on_normal_rows_only(tmp_path, capsy
     rows = ["Sequence,label"] + [f"a b c{' c' * (i % 2)},0" for i in range(10)] + ["z z z,1"] * 3
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "test.csv").write_text("Sequence,label\na b c,0\na b c c,0\nz z,1\na q,1\n")
+    err: list[str] = []
     res = run_cli(["evaluate", "anomaly", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"), "--label-col", "label",
-                   *FAST[:4], "--out", str(tmp_path / "a.json")], capsys)
+                   *FAST[:4], "--out", str(tmp_path / "a.json")], capsys, err)
+    # one progress line per fold: 8 fitted, 2 held out, 4 test + 3 training anomalies scored
+    folds = [line for line in err if line.startswith("ejc evaluate: fold ")]
+    assert [line.split(" (")[0] for line in folds] == [f"ejc evaluate: fold {k}/5: fitted on 8, scored 2 held-out + 7 test/anomalous sequences" for k in range(1, 6)]
     assert res["details"]["train_normal"] == 10 and res["details"]["test_anomalous"] == 2
     assert res["details"]["folds"] == 5 and res["details"]["fold_sizes"] == [2] * 5 and res["details"]["calibration"] == 10
     # z was only in anomalous training rows: unseen for a detector trained on normal rows

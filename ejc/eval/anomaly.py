@@ -41,7 +41,7 @@ from ejc.config import Config
 from ejc.data.sequence import EventSequence
 from ejc.eval.baselines import CountVectorNN, UnseenEventDetector, UnseenNgramFraction
 from ejc.eval.metrics import auroc, best_f1, precision_recall_f1
-from ejc.eval.next_event import pretrain_cases, with_end
+from ejc.eval.next_event import Progress, pretrain_cases, with_end
 from ejc.eval.protocol import type_list
 from ejc.errors import EjcError
 from ejc.model.encoder import to_tensors
@@ -223,6 +223,7 @@ def run_anomaly(
     folds: int = 5,
     train_anomalous: list[EventSequence] | None = None,
     threshold: str = "auto",
+    progress: Progress | None = None,
 ) -> AnomalyRun:
     """Fit every detector on normal ``train`` sequences (``folds``-fold cross-fitting), score ``test`` (``labels``: 1 = anomalous).
 
@@ -231,6 +232,7 @@ def run_anomaly(
     ``threshold``: ``quantile`` (the ``quantile`` of the out-of-fold normal scores),
     ``train-f1`` (the best-F1 threshold of out-of-fold normal vs anomalous training scores,
     :func:`f1_threshold`) or ``auto`` (``train-f1`` when there are training anomalies).
+    ``progress`` gets a line per fold (and the pretraining's steps).
     """
     if not 0 < quantile <= 1:
         raise EjcError(f"--threshold-quantile must be in (0, 1], got {quantile}")
@@ -265,9 +267,11 @@ def run_anomaly(
             det.fit(fit_t)
             base[det.name] = (det.score(cal_t), det.score(test_t))
         t0 = time.perf_counter()
-        trainer = pretrain_cases(cfg, fit, seed + k)
+        trainer = pretrain_cases(cfg, fit, seed + k, progress)
         cal_m, test_m = model_scores(trainer, cal), model_scores(trainer, scored)
         train_seconds += time.perf_counter() - t0
+        if progress is not None:
+            progress(f"fold {k + 1}/{len(parts)}: fitted on {len(fit)}, scored {len(cal)} held-out + {len(scored)} test/anomalous sequences ({time.perf_counter() - t0:.0f} s)")
         cal_j = np.stack([cal_m, base["count_vector_nn"][0]], 1)
         test_j = np.stack([test_m, base["count_vector_nn"][1]], 1)
         keep("ejc", fisher_combine(cal_j), fisher_combine(cal_j, test_j))  # held-out rows each against the others

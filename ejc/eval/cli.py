@@ -195,7 +195,7 @@ def task_next_event(args: argparse.Namespace) -> dict[str, Any]:
     log = _load(args, args.src)
     split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
     _progress(f"{log.events} events, {split.sizes()}; training")
-    run = run_next_event(split, cfg, _ft_options(args), args.max_n)
+    run = run_next_event(split, cfg, _ft_options(args), args.max_n, _progress)
     if args.plot is not None:
         from ejc.eval.plots import plot_confusion
 
@@ -239,7 +239,7 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
         abnormal = _load(args, args.test_abnormal).sequences
         test, labels = normal + abnormal, np.array([0] * len(normal) + [1] * len(abnormal))
     _progress(f"{len(train)} normal (+ {len(train_anomalous)} anomalous) training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
-    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds, train_anomalous, args.threshold)
+    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds, train_anomalous, args.threshold, _progress)
     if args.plot is not None:
         from ejc.eval.plots import plot_roc, plot_score_histograms
 
@@ -274,7 +274,7 @@ def task_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _config(args, NEXT_EVENT_OVERRIDES)
     log = _load(args, args.src)
     split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
-    metrics, seconds, details = run_retrieval(split, cfg, _ft_options(args), args.k)
+    metrics, seconds, details = run_retrieval(split, cfg, _ft_options(args), args.k, progress=_progress)
     return make_result("retrieval", args.dataset or args.src.name, metrics, seconds, data=log.summary(), **details)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,16 +248,23 @@ def names_of(fitted: FitResult | Trainer) -> list[str]:
     return list(fitted.spec.vocab.itos[2:])
 
 
-def pretrain_cases(cfg: Config, train: list[EventSequence], seed: int = 0) -> Trainer:
+Progress = Callable[[str], None]  # receives one line per stage / epoch (the CLI prints it to stderr)
+
+
+def pretrain_cases(cfg: Config, train: list[EventSequence], seed: int = 0, progress: Progress | None = None) -> Trainer:
     """JEPA-pretrain (the model's own objective, ``cfg.train.steps`` steps) on ``train`` + END events."""
+    t0 = time.perf_counter()
     torch.manual_seed(seed)
     cfg = copy.deepcopy(cfg)
     cfg.train.seed = seed
     cases = [with_end(s) for s in train]
     spec = DataSpec.from_sequences(cases, cfg.model.max_types)
     trainer = Trainer(cfg, spec, make_windows(cases, cfg.train.max_len, cfg.train.stride), "cpu")
-    for _ in range(cfg.train.steps):
-        trainer.step()
+    every = max(1, cfg.train.steps // 4)
+    for i in range(1, cfg.train.steps + 1):
+        parts = trainer.step()
+        if progress is not None and (i % every == 0 or i == cfg.train.steps):
+            progress(f"JEPA pretraining (seed {seed}, {len(train)} sequences): step {i}/{cfg.train.steps}, loss {parts['loss']:.4f} ({time.perf_counter() - t0:.0f} s)")
     return trainer
 
 
@@ -284,15 +292,17 @@ def fit_next_event(
     seed: int = 0,
     pretrained: Trainer | None = None,
     half_life: float | None = None,
+    progress: Progress | None = None,
 ) -> FitResult:
     """Fine-tune next-event heads on ``train``; with ``val``, stop early on its loss and keep the best epoch.
 
     ``pretrained``: a :func:`pretrain_cases` result on the same ``train`` (copied, not changed);
     pretrained here when not given. Without ``val``, trains exactly ``epochs`` epochs (the refit
     on all training cases). ``half_life``: recency weighting of the loss (:func:`recency_weights`).
+    ``progress`` gets one line per epoch.
     """
     t0 = time.perf_counter()
-    trainer = copy.deepcopy(pretrained) if pretrained is not None else pretrain_cases(cfg, train, seed)
+    trainer = copy.deepcopy(pretrained) if pretrained is not None else pretrain_cases(cfg, train, seed, progress)
     torch.manual_seed(seed)
     cfg, spec = trainer.cfg, trainer.spec
     end_id = int(spec.vocab.encode([END])[0])
@@ -356,9 +366,15 @@ def fit_next_event(
                 v = selection_value(rec, c)
                 if c not in best or v < best[c][0] - 1e-6:
                     best[c] = (v, epoch, copy.deepcopy(net.state_dict()))
-            if all(epoch - best[c][1] >= opts.patience for c in criteria):
+            stop = all(epoch - best[c][1] >= opts.patience for c in criteria)
+            if progress is not None:
+                progress(f"fine-tune (half-life {half_life}, seed {seed}) epoch {epoch}/{n_epochs}: val accuracy {rec['val_accuracy']:.4f}, "
+                         f"excl. END {rec['val_accuracy_excl_end']:.4f}, time MAE {rec['val_time_mae_days']:.3f} d ({time.perf_counter() - t0:.0f} s){', early stop' if stop else ''}")
+            if stop:
                 history.append(rec)
                 break
+        elif progress is not None:
+            progress(f"refit (half-life {half_life}, seed {seed}) on {len(train)} cases: epoch {epoch}/{n_epochs} ({time.perf_counter() - t0:.0f} s)")
         history.append(rec)
     net.eval()
     out = FitResult(net, spec, len(history), n_epochs, float("nan"), half_life, history, time.perf_counter() - t0, criterion=opts.select, snapshots=best)
@@ -575,14 +591,14 @@ def ngram_predictions(model: Any, cases: list[EventSequence], t: PrefixTargets, 
     return probs, _baseline_predictions(model, cases, t)[1]
 
 
-def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 6) -> NextEventRun:
+def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 6, progress: Progress | None = None) -> NextEventRun:
     """Baselines and ejc on a :class:`~ejc.eval.protocol.Split`, scored on every test prefix.
 
     Selection (early stopping, recency half-life, n of the n-gram) uses ``split.fit`` /
     ``split.val`` only: the half-life grid is tried with the first seed; further ensemble members
     (other seeds) train at the chosen half-life, stopped early on ``val``. With ``opts.refit``
     each member is then refitted on all training cases for its best number of epochs. The test
-    cases are touched once, to score.
+    cases are touched once, to score. ``progress`` gets a line per stage and per epoch.
     """
     from ejc.eval.baselines import LastEventPredictor, NGramPredictor, choose_ngram, choose_recent_ngram, most_recent
     from ejc.eval.ceiling import ceiling_details
@@ -602,8 +618,10 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     # for the types by opts.select, for the gaps by opts.gap_select (None: the same model)
     gap_select = opts.gap_select or opts.select
     criteria = {"type": opts.select, "gap": gap_select, "cont": opts.cont_select or opts.select}  # role -> its validation criterion
-    pre = pretrain_cases(cfg, split.fit, opts.seed)
-    tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=opts.seed, pretrained=pre, half_life=hl) for hl in opts.half_lives]
+    say = progress or (lambda _: None)
+    say(f"baselines fitted (n-gram n={n}, drift-aware n-gram n={rn} on the latest {rf:.0%}); model: half-lives {list(opts.half_lives)}, {opts.ensemble} ensemble member(s)")
+    pre = pretrain_cases(cfg, split.fit, opts.seed, progress)
+    tried = [fit_next_event(cfg, split.fit, split.val, opts, seed=opts.seed, pretrained=pre, half_life=hl, progress=progress) for hl in opts.half_lives]
     chosen = {role: min((fr.for_criterion(c) for fr in tried), key=lambda fr: fr.best_value) for role, c in criteria.items()}
     selection = {
         "select": opts.select,
@@ -616,7 +634,8 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     members: dict[str, list[FitResult]] = {role: [fr] for role, fr in chosen.items()}
     for m in range(1, opts.ensemble):  # more seeds at the chosen half-lives, stopped early on val
         seed = opts.seed + 1000 * m
-        extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
+        say(f"ensemble member {m + 1}/{opts.ensemble} (seed {seed})")
+        extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl, progress=progress) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
         for role, c in criteria.items():
             members[role].append(extra[chosen[role].half_life].for_criterion(c))
     names = names_of(chosen["type"])
@@ -644,9 +663,10 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
                 fr = members[role][m]
                 key = (fr.half_life, max(1, fr.best_epoch))
                 if key not in refits:
-                    refits[key] = fit_next_event(cfg, split.train, None, opts, epochs=key[1], seed=seed, half_life=fr.half_life)
+                    refits[key] = fit_next_event(cfg, split.train, None, opts, epochs=key[1], seed=seed, half_life=fr.half_life, progress=progress)
                 finals[role].append(refits[key])
     train_seconds = time.perf_counter() - t0
+    say(f"trained in {train_seconds:.0f} s; scoring {len(targets)} test prefixes")
     on_test: RawCache = {}  # a refit shared by several roles runs once
     m_types, m_gaps, m_probs, _ = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"], cache=on_test)
     c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile, cache=on_test)[2]
@@ -684,4 +704,4 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation, m_probs)
 
 
-__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "choose_blend", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
+__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "Progress", "choose_blend", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]

@@ -18,7 +18,7 @@ import numpy as np
 from ejc.config import Config
 from ejc.eval.baselines import NGramPredictor, choose_ngram, most_recent
 from ejc.eval.metrics import mean_reciprocal_rank, ranks_of_truth, recall_at_k
-from ejc.eval.next_event import FineTuneOptions, run_next_event
+from ejc.eval.next_event import FineTuneOptions, Progress, run_next_event
 from ejc.eval.protocol import END, PrefixTargets, Split, type_list
 
 
@@ -30,9 +30,9 @@ def retrieval_metrics(scores: np.ndarray, names: list[str], targets: PrefixTarge
     return {f"recall_at_{k}": recall_at_k(ranks, k), "mrr": mean_reciprocal_rank(ranks, len(names))}
 
 
-def run_retrieval(split: Split, cfg: Config, opts: FineTuneOptions, k: int = 10, max_n: int = 6) -> tuple[dict[str, dict[str, float]], float, dict[str, Any]]:
+def run_retrieval(split: Split, cfg: Config, opts: FineTuneOptions, k: int = 10, max_n: int = 6, progress: Progress | None = None) -> tuple[dict[str, dict[str, float]], float, dict[str, Any]]:
     """``(metrics by method, ejc training seconds, details)`` on the test prefixes of ``split``."""
-    run = run_next_event(split, cfg, opts, max_n)
+    run = run_next_event(split, cfg, opts, max_n, progress)
     names, t = run.names, run.targets
     fit_t, val_t, train_t = ([type_list(s) for s in ss] for ss in (split.fit, split.val, split.train))
     n, _ = choose_ngram(fit_t, val_t, max_n)
