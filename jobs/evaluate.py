@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     job, rest = parse_args(argv)
     # parse on the driver first: bad arguments fail here, before any cluster work
     args = build_parser().parse_args(["evaluate", *rest])
-    started = ensure_ray(job.num_cpus, log_to_driver=False)
+    # the task's progress lines (stderr) reach the job's log; the result stays the last stdout line
+    started = ensure_ray(job.num_cpus, log_to_driver=True)
     try:
         task = ray.remote(num_cpus=job.task_cpus, max_retries=0)(evaluate_from_argv)
         try:

@@ -417,6 +417,7 @@ def test_job_runs_the_task_on_ray_and_writes_out(tmp_path):
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text()) == res
     assert res["task"] == "next_event" and res["metrics"]["ngram"]["accuracy"] == pytest.approx(22 / 24, abs=1e-6)
+    assert "ejc evaluate: JEPA pretraining (seed 0, 13 sequences): step 2/2" in proc.stderr  # the task's progress reaches the job log
 
 
 # ----------------------------------------------------------------------------------------------
