@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def table(res: dict) -> str:
-    methods = list(res["metrics"])
-    keys = [k for k in res["metrics"][methods[0]] if k != "threshold"]
-    lines = [f"**{res['dataset']}** ({res['task']}; ejc training {res['train_seconds']:.0f} s; {res['machine']})", "",
-             "| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for m in methods:
-        vals = res["metrics"][m]
-        lines.append(f"| {m} | " + " | ".join("n/a" if vals.get(k) is None else f"{vals[k]:.4f}" for k in keys) + " |")
-    return "\n".join(lines)
-
+from ejc.eval.report import metrics_table  # noqa: E402
 
 if __name__ == "__main__":
     for path in sys.argv[1:]:
         with open(path) as f:
-            print(table(json.load(f)) + "\n")
+            print(metrics_table(json.load(f)) + "\n")

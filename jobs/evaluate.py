@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from ejc.cli import build_parser
     from ejc.errors import EjcError
     from ejc.eval.cli import evaluate_from_argv
-    from ejc.eval.report import write_result
+    from ejc.eval.report import metrics_table, write_result
     from jobs.ray_env import ensure_ray
 
     job, rest = parse_args(argv)
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if started:
             ray.shutdown()
     write_result(result, Path(args.out))
+    print(metrics_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -296,7 +296,14 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     epochs = [line for line in err if "fine-tune (half-life" in line]
     assert epochs and all(" val accuracy " in line and " excl. END " in line for line in epochs)
     assert any(line.startswith("ejc evaluate: fine-tune (half-life None, seed 0) epoch 1/2: ") for line in epochs)
-    assert re.fullmatch(r"ejc evaluate: trained in \d+ s; scoring 24 test prefixes", err[-1]), err[-1]
+    # then the table for people (the record is the only stdout line): every method and the ceilings
+    table = err[err.index("| method | accuracy | accuracy_excl_end | time_mae_days | accuracy_excl_end_as_predicted |") - 2:]
+    assert table[0].startswith("**log.csv** (next_event; ejc training ")
+    # the figures asserted above, to 4 places: 22/24, 14/16, 2 x 3 h / 16 targets; 0, 0, (8 + 6 + 2 x 7) x 30 min / 16
+    assert "| ngram | 0.9167 | 0.8750 | 0.0156 | 0.8750 |" in table and "| last_event | 0.0000 | 0.0000 | 0.0365 | 0.0000 |" in table
+    assert "| ceiling: prefix types (in-sample bound) | 0.9167 | 0.8750 | 0.0156 | n/a |" in table
+    assert [line.split(" |")[0] for line in table[4:]] == ["| ejc", "| ejc_model", "| ngram", "| ngram_recent", "| last_event", "| ceiling: prefix types (in-sample bound)", "| ceiling: last type (in-sample bound)"]
+    assert re.fullmatch(r"ejc evaluate: trained in \d+ s; scoring 24 test prefixes", err[err.index(table[0]) - 1])
     assert json.loads((tmp_path / "r.json").read_text()) == res
     d = res["details"]
     assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
@@ -418,6 +425,7 @@ def test_job_runs_the_task_on_ray_and_writes_out(tmp_path):
     assert json.loads(out.read_text()) == res
     assert res["task"] == "next_event" and res["metrics"]["ngram"]["accuracy"] == pytest.approx(22 / 24, abs=1e-6)
     assert "ejc evaluate: JEPA pretraining (seed 0, 13 sequences): step 2/2" in proc.stderr  # the task's progress reaches the job log
+    assert "| ngram | 0.9167 | 0.8750 | 0.0156 | 0.8750 |" in proc.stderr.splitlines()  # and the driver prints the table
 
 
 # ----------------------------------------------------------------------------------------------

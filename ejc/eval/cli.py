@@ -120,10 +120,11 @@ def _load(args: argparse.Namespace, path: Path) -> Any:
 
 
 def _run_and_write(args: argparse.Namespace) -> int:
-    from ejc.eval.report import write_result
+    from ejc.eval.report import metrics_table, write_result
 
     result = args.task_fn(args)
     write_result(result, args.out)
+    print(metrics_table(result), file=sys.stderr, flush=True)  # for people; the record below is for programs
     print(json.dumps(result), flush=True)
     return 0
 

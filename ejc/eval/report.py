@@ -48,6 +48,25 @@ def make_result(task: str, dataset: str, metrics: dict[str, dict[str, float]], t
     return _clean(out)
 
 
+def metrics_table(result: dict[str, Any]) -> str:
+    """A Markdown table of a result record: one row per method (ejc first), one column per metric
+    (``threshold`` left out; ``n/a`` where a method lacks one). A next-event result's
+    ``details.ceiling`` rows follow, marked as the in-sample bounds they are."""
+    metrics = result["metrics"]
+    keys = list(dict.fromkeys(k for vals in metrics.values() for k in vals if k != "threshold"))
+    rows = list(metrics.items())
+    ceiling = (result.get("details") or {}).get("ceiling") or {}
+    rows += [(f"ceiling: {name.replace('_', ' ')} (in-sample bound)", vals) for name, vals in ceiling.items() if isinstance(vals, dict)]
+
+    def cell(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    lines = [f"**{result['dataset']}** ({result['task']}; ejc training {result['train_seconds']:.0f} s; {result['machine']})", "",
+             "| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    lines += [f"| {name} | " + " | ".join(cell(vals.get(k)) for k in keys) + " |" for name, vals in rows]
+    return "\n".join(lines)
+
+
 def write_result(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``result`` as indented JSON (atomically: a temporary file renamed into place)."""
     p = Path(path)
@@ -58,4 +77,4 @@ def write_result(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return p
 
 
-__all__ = ["machine", "make_result", "write_result"]
+__all__ = ["machine", "make_result", "metrics_table", "write_result"]
