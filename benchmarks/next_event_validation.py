@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--no-refit", action="store_true")
     ap.add_argument("--median-weight", type=float, default=0.0)
     ap.add_argument("--no-blend", action="store_true")
+    ap.add_argument("--jepa-weight", type=float, default=FineTuneOptions.jepa_weight, help="auxiliary JEPA loss weight while fine-tuning (0: off)")
     ap.add_argument("--out", type=Path, default=None, help="JSON lines file (appended)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -65,12 +66,13 @@ def main() -> None:
         for seed in args.seeds:
             o = FineTuneOptions(max_epochs=args.epochs, patience=args.patience, select=args.select, gap_select=args.gap_select, lr=args.lr, half_lives=tuple(args.half_lives),
                                 ensemble=args.ensemble, refit=not args.no_refit, seed=seed,
-                                median_weight=args.median_weight, blend=not args.no_blend)
+                                median_weight=args.median_weight, blend=not args.no_blend, jepa_weight=args.jepa_weight)
             t0 = time.perf_counter()
             run = run_next_event(Split(split.fit[:n_in], split.fit[n_in:], split.val), cfg, o)
             d = {k: v for k, v in run.details.items() if k not in ("split",)}
             d["ejc_selection"] = {k: v for k, v in d["ejc_selection"].items() if k != "history_by_half_life"}
             out = {"mode": "pipeline", "seed": seed, "select": args.select, "gap_select": args.gap_select, "ensemble": args.ensemble, "refit": not args.no_refit,
+                   "overrides": args.overrides, "jepa_weight": args.jepa_weight,
                    "half_lives": args.half_lives, "lr": args.lr, "median_weight": args.median_weight, "val_metrics": run.metrics(), "seconds": round(time.perf_counter() - t0), "details": d}
             print(json.dumps(out), flush=True)
             print(f"  pipeline seed {seed} select {args.select}/{args.gap_select} ens {args.ensemble} refit {not args.no_refit}: {json.dumps(run.metrics())} "
