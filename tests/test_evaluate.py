@@ -517,3 +517,28 @@ def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
     assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_excl_end_as_predicted"}
     assert first["accuracy_excl_end"] == pytest.approx(hist[str(sel["cont_half_life"])][sel["cont_best_epoch"]]["val_accuracy_excl_end"])
     assert first["accuracy_excl_end_as_predicted"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy_excl_end_as_predicted"])
+
+
+def test_test_predictions_use_the_final_models_vocabulary():
+    """The refits on all training cases order their types by the counts there, which differ from
+    the fit cases' (and hold a type only the validation cases have): every test prediction and the
+    blend must be made over the final models' columns (this once crashed the blend and mislabelled
+    types)."""
+    from ejc.config import load_config
+    from ejc.eval.next_event import FineTuneOptions, run_next_event
+    from ejc.eval.protocol import END, Split
+
+    day = 86400.0
+    fit = [_timed_case(f"f{i}", 1_600_000_000 + day * i, ["a", "a", "b"]) for i in range(16)]  # a 32, END 16, b 16
+    val = [_timed_case(f"v{i}", 1_600_000_000 + day * (16 + i), ["b"] * 8 + ["z"]) for i in range(4)]  # b +32, z 4
+    test = [_timed_case(f"t{i}", 1_600_000_000 + day * (20 + i), ["a", "a", "b"] if i % 2 else ["b", "b", "b"]) for i in range(6)]
+    cfg = load_config("tiny", ["train.steps=2", "train.max_len=16", "train.device=cpu"])
+    opts = FineTuneOptions(max_epochs=2, patience=1, half_lives=(None,), ensemble=1)
+    run = run_next_event(Split(fit, val, test), cfg, opts)
+    # fit alone would give a, <end>, b; all training cases: b 48, a 32, <end> 20, z 4
+    assert run.names == ["b", "a", END, "z"]
+    assert run.probs.shape == run.model_probs.shape == (len(run.targets), 4)
+    for method, probs in (("ejc", run.probs), ("ejc_model", run.model_probs)):
+        types, _ = run.predictions[method]
+        assert types.tolist() == [run.names[i] for i in probs.argmax(1)], method
+    assert END not in run.continuation["ejc"].tolist() and set(run.continuation["ejc_model"].tolist()) <= set(run.names) - {END}

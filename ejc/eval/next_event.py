@@ -429,31 +429,34 @@ def _raw_predictions(net: NextEventNet, spec: DataSpec, cases: list[EventSequenc
     return probs, gaps
 
 
-RawCache = dict[int, tuple[np.ndarray, np.ndarray]]  # id(FitResult) -> its (probs, gap quantiles) on one set of prefixes
+RawCache = dict[tuple[int, tuple[str, ...]], tuple[np.ndarray, np.ndarray]]  # (id(FitResult), names) -> its (probs over names, gap quantiles) on one set of prefixes
 
 
 def predict_prefixes(
     models: list[FitResult], cases: list[EventSequence], targets: PrefixTargets, batch: int = 128, quantile: float = 0.5,
-    gap_models: list[FitResult] | None = None, cache: RawCache | None = None,
+    gap_models: list[FitResult] | None = None, cache: RawCache | None = None, names: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Predictions for every prefix in ``targets`` (built from ``cases``).
 
     Returns ``(types [N] object, gaps [N] seconds, probs [N, V'] , names [V'])``: the most
     likely next type (END included), the predicted gap (the ``quantile`` of the gap
     distribution, averaged over ``models``), and the type probabilities (averaged over
-    ``models``) over the type names ``names`` (the first model's vocabulary without
-    ``<pad>``/``<unk>``). ``gap_models``: other models for the gaps (default: ``models``).
+    ``models``) over the type names ``names`` (default: the first model's vocabulary without
+    ``<pad>``/``<unk>``; models fitted on other cases order their vocabularies differently, so
+    predictions that are combined must be made over one ``names``). ``gap_models``: other models
+    for the gaps (default: ``models``).
     ``cache``: one forward pass per distinct model across calls on the *same* ``cases`` /
     ``targets`` / ``quantile`` (a fresh one per call when not given).
     """
-    names = names_of(models[0])
+    names = names_of(models[0]) if names is None else list(names)
     gap_models = models if gap_models is None else gap_models
     raw: RawCache = {} if cache is None else cache
 
     def of(fr: FitResult) -> tuple[np.ndarray, np.ndarray]:
-        if id(fr) not in raw:
-            raw[id(fr)] = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)
-        return raw[id(fr)]
+        key = (id(fr), tuple(names))
+        if key not in raw:
+            raw[key] = _raw_predictions(fr.net, fr.spec, cases, targets, names, (quantile,), batch)
+        return raw[key]
 
     probs = sum(of(fr)[0] for fr in models) / len(models)
     gaps = np.stack([of(fr)[1][:, 0] for fr in gap_models], 1)
@@ -638,16 +641,16 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl, progress=progress) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
         for role, c in criteria.items():
             members[role].append(extra[chosen[role].half_life].for_criterion(c))
-    names = names_of(chosen["type"])
+    names = names_of(chosen["type"])  # the validation predictions' columns (every member was fitted on split.fit)
     on_val: RawCache = {}  # every member's validation predictions, computed once
     val_metrics = []
     for tm, gm, cm in zip(members["type"], members["gap"], members["cont"]):
-        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val)
-        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
+        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val, names=names)
+        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val, names=names)[2]
         val_metrics.append({**next_event_scores(vt, vg, val_t, continuation_types(vc, names)),
                             **{f"{role}_{k}": v for role, fr in (("type", tm), ("gap", gm), ("cont", cm)) for k, v in (("epoch", fr.best_epoch), ("half_life", fr.half_life))}})
-    vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val)
-    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val)[2]
+    vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val, names=names)
+    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val, names=names)[2]
     val_ensemble = next_event_scores(vt, vg, val_t, continuation_types(vcprobs, names))
     blend = Blend()
     if opts.blend:  # the model beside the drift-aware n-gram as chosen on fit / val
@@ -668,8 +671,11 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     train_seconds = time.perf_counter() - t0
     say(f"trained in {train_seconds:.0f} s; scoring {len(targets)} test prefixes")
     on_test: RawCache = {}  # a refit shared by several roles runs once
-    m_types, m_gaps, m_probs, _ = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"], cache=on_test)
-    c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile, cache=on_test)[2]
+    # the test predictions' columns: the final models' vocabulary (a refit on split.train orders its
+    # types by their counts there, which can differ from split.fit's, and may hold types fit lacks)
+    names = names_of(finals["type"][0])
+    m_types, m_gaps, m_probs, _ = predict_prefixes(finals["type"], split.test, targets, quantile=opts.quantile, gap_models=finals["gap"], cache=on_test, names=names)
+    c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile, cache=on_test, names=names)[2]
     ng_probs, ng_gaps = ngram_predictions(recent, split.test, targets, names)
     probs, gaps = blend.probs(m_probs, ng_probs), blend.gaps(m_gaps, ng_gaps)
     types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
