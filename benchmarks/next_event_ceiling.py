@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ejc.eval.ceiling import cell_ceiling, prefix_ceiling  # noqa: E402
+from ejc.eval.ceiling import CellKey, cell_ceiling, prefix_ceiling  # noqa: E402
 from ejc.eval.protocol import chronological_split, load_log, prefix_targets  # noqa: E402
 from ejc.eval.report import machine  # noqa: E402
 
@@ -39,7 +39,7 @@ def _log2_bucket(seconds: float) -> int:
     return int(math.log2(1.0 + seconds / 60.0))  # 0: under a minute, then doubling
 
 
-def time_cells() -> dict[str, object]:
+def time_cells() -> dict[str, CellKey]:
     """Cell keys ``(types, timestamps) -> cell`` of the last type with one time feature."""
     gmt = time.gmtime
     return {

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ejc.config import load_config  # noqa: E402
 from ejc.eval.cli import NEXT_EVENT_OVERRIDES  # noqa: E402
-from ejc.eval.next_event import FineTuneOptions, _raw_predictions, continuation_types, fit_next_event, next_event_scores, pretrain_cases  # noqa: E402
+from ejc.eval.next_event import FineTuneOptions, _raw_predictions, fit_next_event, pretrain_cases, scores_of_probs  # noqa: E402
 from ejc.eval.protocol import chronological_split, load_log, prefix_targets  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def main() -> None:
         def on_val(fr):  # noqa: ANN001, ANN202
             names = list(fr.spec.vocab.itos[2:])
             probs, gaps = _raw_predictions(fr.net, fr.spec, split.val, val_t, names)
-            return next_event_scores(np.array([names[i] for i in probs.argmax(1)], dtype=object), gaps[:, 0], val_t, continuation_types(probs, names))
+            return scores_of_probs(probs, gaps[:, 0], val_t, names)
 
         for seed in args.seeds:
             pre = pretrain_cases(cfg, fit_in, seed)
@@ -114,8 +114,7 @@ def main() -> None:
             fr = fit_next_event(cfg, split.fit, split.val, opts, seed=seed, pretrained=pre, half_life=hl)
             names = list(fr.spec.vocab.itos[2:])
             probs, gaps = _raw_predictions(fr.net, fr.spec, split.val, val_t, names, tuple(args.quantiles))
-            types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
-            mae_q = {str(q): next_event_scores(types, gaps[:, i], val_t, continuation_types(probs, names))["time_mae_days"] for i, q in enumerate(args.quantiles)}
+            mae_q = {str(q): scores_of_probs(probs, gaps[:, i], val_t, names)["time_mae_days"] for i, q in enumerate(args.quantiles)}
             rec = {"seed": seed, "half_life": hl, "select": args.select, "lr": args.lr, "overrides": args.overrides, "best_epoch": fr.best_epoch, "epochs": fr.epochs,
                    "best": fr.best_record, "val_mae_by_quantile": mae_q, "seconds": round(fr.seconds, 1), "history": fr.history}
             line = json.dumps(rec)

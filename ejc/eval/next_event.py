@@ -361,7 +361,7 @@ def fit_next_event(
             rec["val_loss"] = float(np.average([float(lo) for lo, _ in losses], weights=weights))
             rec["val_type"] = float(np.average([p["type"] for _, p in losses], weights=weights))
             vp, vg = _raw_predictions(net, spec, val, val_t, names)
-            rec.update({f"val_{k}": v for k, v in next_event_scores(np.array([names[i] for i in vp.argmax(1)], dtype=object), vg[:, 0], val_t, continuation_types(vp, names)).items()})
+            rec.update({f"val_{k}": v for k, v in scores_of_probs(vp, vg[:, 0], val_t, names).items()})
             for c in criteria:  # keep each criterion's best epoch; stop when none improved for `patience`
                 v = selection_value(rec, c)
                 if c not in best or v < best[c][0] - 1e-6:
@@ -460,8 +460,7 @@ def predict_prefixes(
 
     probs = sum(of(fr)[0] for fr in models) / len(models)
     gaps = np.stack([of(fr)[1][:, 0] for fr in gap_models], 1)
-    types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
-    return types, gaps.mean(1), probs, names
+    return most_likely_types(probs, names), gaps.mean(1), probs, names
 
 
 def next_event_scores(types: np.ndarray, gaps: np.ndarray, targets: PrefixTargets, continuation: np.ndarray) -> dict[str, float]:
@@ -524,12 +523,23 @@ def _baseline_continuation(model: Any, cases: list[EventSequence], t: PrefixTarg
     return np.array([model.predict(type_list(cases[c])[:k], allow_end=False)[0] for c, k in zip(t.case, t.length)], dtype=object)
 
 
+def most_likely_types(probs: np.ndarray, names: list[str]) -> np.ndarray:
+    """``[N]`` the most likely type (END included) from ``probs [N, V]`` over ``names``."""
+    return np.array([names[i] for i in probs.argmax(1)], dtype=object)
+
+
 def continuation_types(probs: np.ndarray, names: list[str]) -> np.ndarray:
     """``[N]`` the most likely type other than :data:`END` from ``probs [N, V]`` over ``names``."""
     p = np.array(probs, np.float64, copy=True)
     if END in names:
         p[:, names.index(END)] = -np.inf
-    return np.array([names[i] for i in p.argmax(1)], dtype=object)
+    return most_likely_types(p, names)
+
+
+def scores_of_probs(probs: np.ndarray, gaps: np.ndarray, targets: PrefixTargets, names: list[str], cont_probs: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`next_event_scores` of type probabilities ``probs [N, V]`` over ``names`` and ``gaps [N]``;
+    the continuation types come from ``cont_probs`` (default: ``probs``)."""
+    return next_event_scores(most_likely_types(probs, names), gaps, targets, continuation_types(probs if cont_probs is None else cont_probs, names))
 
 
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -575,8 +585,7 @@ def choose_blend(
     best_acc, best_mae, best_cont = -1.0, float("inf"), -1.0
     for w in weights:
         b = Blend(w, w, w)
-        types = np.array([names[i] for i in b.probs(p_model, p_ngram).argmax(1)], dtype=object)
-        sc = next_event_scores(types, b.gaps(g_model, g_ngram), targets, continuation_types(b.cont_probs(p_cont, p_ngram), names))
+        sc = scores_of_probs(b.probs(p_model, p_ngram), b.gaps(g_model, g_ngram), targets, names, b.cont_probs(p_cont, p_ngram))
         cont = sc["accuracy_excl_end"]
         out.val_accuracy[str(w)], out.val_mae_days[str(w)], out.val_accuracy_excl_end[str(w)] = sc["accuracy"], sc["time_mae_days"], cont
         if sc["accuracy"] > best_acc + 1e-12:
@@ -641,21 +650,21 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
         extra = {hl: fit_next_event(cfg, split.fit, split.val, opts, seed=seed, half_life=hl, progress=progress) for hl in dict.fromkeys(fr.half_life for fr in chosen.values())}
         for role, c in criteria.items():
             members[role].append(extra[chosen[role].half_life].for_criterion(c))
-    names = names_of(chosen["type"])  # the validation predictions' columns (every member was fitted on split.fit)
+    val_names = names_of(chosen["type"])  # the validation predictions' columns (every member was fitted on split.fit)
     on_val: RawCache = {}  # every member's validation predictions, computed once
     val_metrics = []
     for tm, gm, cm in zip(members["type"], members["gap"], members["cont"]):
-        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val, names=names)
-        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val, names=names)[2]
-        val_metrics.append({**next_event_scores(vt, vg, val_t, continuation_types(vc, names)),
+        vt, vg, _, _ = predict_prefixes([tm], split.val, val_t, quantile=opts.quantile, gap_models=[gm], cache=on_val, names=val_names)
+        vc = predict_prefixes([cm], split.val, val_t, quantile=opts.quantile, cache=on_val, names=val_names)[2]
+        val_metrics.append({**next_event_scores(vt, vg, val_t, continuation_types(vc, val_names)),
                             **{f"{role}_{k}": v for role, fr in (("type", tm), ("gap", gm), ("cont", cm)) for k, v in (("epoch", fr.best_epoch), ("half_life", fr.half_life))}})
-    vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val, names=names)
-    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val, names=names)[2]
-    val_ensemble = next_event_scores(vt, vg, val_t, continuation_types(vcprobs, names))
+    vt, vg, vprobs, _ = predict_prefixes(members["type"], split.val, val_t, quantile=opts.quantile, gap_models=members["gap"], cache=on_val, names=val_names)
+    vcprobs = predict_prefixes(members["cont"], split.val, val_t, quantile=opts.quantile, cache=on_val, names=val_names)[2]
+    val_ensemble = next_event_scores(vt, vg, val_t, continuation_types(vcprobs, val_names))
     blend = Blend()
     if opts.blend:  # the model beside the drift-aware n-gram as chosen on fit / val
         recent_fit = NGramPredictor(rn).fit(most_recent(types_of(split.fit), rf), most_recent(gaps_of(split.fit), rf))
-        blend = choose_blend(vprobs, vg, *ngram_predictions(recent_fit, split.val, val_t, names), val_t, names, p_cont=vcprobs)
+        blend = choose_blend(vprobs, vg, *ngram_predictions(recent_fit, split.val, val_t, val_names), val_t, val_names, p_cont=vcprobs)
     finals = members
     if opts.refit:  # each member again on all training cases, for its own best number of epochs
         finals = {role: [] for role in members}
@@ -678,7 +687,7 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     c_probs = predict_prefixes(finals["cont"], split.test, targets, quantile=opts.quantile, cache=on_test, names=names)[2]
     ng_probs, ng_gaps = ngram_predictions(recent, split.test, targets, names)
     probs, gaps = blend.probs(m_probs, ng_probs), blend.gaps(m_gaps, ng_gaps)
-    types = np.array([names[i] for i in probs.argmax(1)], dtype=object)
+    types = most_likely_types(probs, names)
     details = {
         "split": {**split.sizes(), "test_targets": len(targets), "test_targets_excl_end": int((~targets.is_end).sum())},
         "ngram_n": n,
@@ -710,4 +719,4 @@ def run_next_event(split: Any, cfg: Config, opts: FineTuneOptions, max_n: int = 
     return NextEventRun(targets, preds, probs, names, details, train_seconds, continuation, m_probs)
 
 
-__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "Progress", "choose_blend", "continuation_types", "names_of", "ngram_predictions", "run_next_event"]
+__all__ += ["BLEND_WEIGHTS", "Blend", "NextEventRun", "Progress", "choose_blend", "continuation_types", "most_likely_types", "names_of", "ngram_predictions", "run_next_event", "scores_of_probs"]
