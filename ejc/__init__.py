@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # data
     "EventSequence": "ejc.data.sequence",
+    "END": "ejc.data.sequence",
     "sequences_from_table": "ejc.data.sequence",
     "EmbeddingConfig": "ejc.data.schema",
     "TableSpec": "ejc.data.schema",

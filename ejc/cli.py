@@ -187,6 +187,56 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# train: the deployable model
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the model users deploy: JEPA pretraining, next-event fine-tuning, ensemble, blend, calibration (choices on a holdout)")
+    p.add_argument("--events", required=True, type=Path, help="event table: a directory from `ejc ingest` / `ejc synth`, or events.parquet")
+    p.add_argument("--config", default="compact", help="preset (compact, tiny, small, base) or YAML file (default compact)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. finetune.ensemble=1 train.steps=400")
+    p.add_argument("--out", required=True, type=Path, help="model directory to create (must not exist or be empty)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-calibrate", action="store_true", help="skip anomaly-threshold calibration on the training data")
+    add_tracking_options(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ejc.config import load_config
+    from ejc.train.data import load_sequences
+    from ejc.train.recipe import track_model, train_model
+
+    overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
+    cfg = load_config(args.config, overrides)
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise EjcError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    seqs, stats = load_sequences(args.events, cfg.train.min_events)
+    if not seqs:
+        raise EjcError(f"{args.events}: no entity with at least train.min_events={cfg.train.min_events} events")
+    tracker = make_tracker(args, run_name=args.out.name)
+    status = "FAILED"
+    try:
+        say = lambda m: print(f"ejc train: {m}", file=sys.stderr, flush=True)  # noqa: E731
+        out = train_model(cfg, seqs, args.out, progress=say, command=["ejc", *args.argv], calibrate=not args.no_calibrate)
+        card = json.loads((out / "card.json").read_text())
+        summary = {"model": str(out), "data": {**stats, **card["data"]}, "holdout": card["holdout"]["shipped"], "train_seconds": card["train_seconds"]}
+        if tracker is not None:
+            summary["mlflow"] = {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id, **track_model(tracker, out, cfg, args.register)}
+        status = "FINISHED"
+    finally:
+        if tracker is not None:
+            tracker.finish(status)
+    _print_json(summary)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # quickstart
 
 
@@ -217,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_ingest(sub)
     _add_pretrain(sub)
+    _add_train(sub)
     _add_quickstart(sub)
     from ejc.cube.cli import add_index_commands
 
@@ -230,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for model cards
     try:
         return int(args.func(args) or 0)
     except EjcError as e:

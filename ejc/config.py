@@ -135,18 +135,72 @@ class TrainConfig:
         return p
 
 
+SELECTIONS = ("loss", "accuracy", "mae", "continuation")  # validation criteria of the fine-tuning stage
+
+
+@dataclass
+class FinetuneConfig:
+    """The supervised next-event stage of ``ejc train`` (after JEPA pretraining).
+
+    Every choice (epochs, recency half-life, blend weights, n of the n-gram) is made on a
+    chronological holdout: the last ``val_fraction`` of the entities by start time.
+    """
+
+    enabled: bool = True  # ejc train: run this stage (ejc pretrain never does)
+    ends: bool = True  # entities are complete cases: an END event is predicted after the last one
+    val_fraction: float = 0.2  # the holdout: last fraction of entities by first event time
+    max_epochs: int = 60
+    patience: int = 8  # epochs without a better holdout value of any tracked criterion before stopping
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    jepa_weight: float = 0.1  # auxiliary JEPA loss weight (0: off)
+    gap_weight: float = 0.5  # gap NLL weight beside the type cross-entropy
+    ensemble: int = 3  # members with different seeds whose predictions are averaged
+    # recency half-lives tried (fractions of the training time span; null = no weighting)
+    half_lives: list[float | None] = field(default_factory=lambda: [None, 0.3, 0.1, 0.03])
+    select: str = "accuracy"  # criterion choosing the epoch / half-life of the type predictions
+    gap_select: str = "mae"  # the same for the gap predictions
+    cont_select: str = "continuation"  # the same for the type given that the case goes on
+    refit: bool = True  # refit the chosen members on all given entities for their chosen epochs
+    quantile: float = 0.5  # predicted gap = this quantile of the gap distribution
+    blend: bool = True  # blend with the drift-aware n-gram, weights chosen on the holdout
+    max_n: int = 6  # largest n of the n-gram tried
+    drift: bool = True  # absolute-time (drift) input feature
+
+    def problems(self) -> list[str]:
+        p = []
+        for name in ("max_epochs", "patience", "batch_size", "ensemble", "max_n"):
+            if getattr(self, name) < 1:
+                p.append(f"finetune.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            p.append(f"finetune.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.jepa_weight < 0 or self.gap_weight < 0:
+            p.append("finetune: need lr > 0 and non-negative weight_decay, jepa_weight, gap_weight")
+        if not 0.0 < self.quantile < 1.0:
+            p.append(f"finetune.quantile must be in (0, 1), got {self.quantile}")
+        hl = self.half_lives
+        if not isinstance(hl, (list, tuple)) or not hl or any(h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not h > 0) for h in hl):
+            p.append(f"finetune.half_lives must be a non-empty list of positive numbers or null (no weighting), got {hl!r}")
+        for name in ("select", "gap_select", "cont_select"):
+            if getattr(self, name) not in SELECTIONS:
+                p.append(f"finetune.{name} must be one of {SELECTIONS}, got {getattr(self, name)!r}")
+        return p
+
+
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     preset: str = "base"
 
     def problems(self) -> list[str]:
         p: list[str] = []
-        for name in ("model", "objective", "train"):
+        for name in ("model", "objective", "train", "finetune"):
             _finite(p, name, getattr(self, name))
-        p += self.model.problems() + self.objective.problems() + self.train.problems()
+        p += self.model.problems() + self.objective.problems() + self.train.problems() + self.finetune.problems()
         if self.model.encoder == "hierarchical" and self.train.max_len < 2 ** (self.model.num_levels - 1):
             p.append(
                 f"train.max_len ({self.train.max_len}) must be at least 2**(num_levels-1) = {2 ** (self.model.num_levels - 1)}"
@@ -205,7 +259,21 @@ def _base() -> Config:
     return Config(preset="base")
 
 
-PRESETS: dict[str, Any] = {"tiny": _tiny, "small": _small, "base": _base}
+def _compact() -> Config:
+    """The default of ``ejc train``: a small full-attention model over windows of 64 events.
+
+    Cases, sessions and tickets are short; full attention over 64 events is cheaper than the
+    hierarchy there and what the Helpdesk evaluation chose (benchmarks/RESULTS.md).
+    """
+    return Config(
+        model=ModelConfig(d_model=64, num_heads=4, num_levels=2, depth_per_level=1, window=16, num_frequencies=8, predictor_dim=32, predictor_depth=1, encoder="full"),
+        objective=ObjectiveConfig(ema_start=0.99),
+        train=TrainConfig(steps=200, batch_size=32, max_len=64, warmup_steps=20, checkpoint_every=100, min_events=1),
+        preset="compact",
+    )
+
+
+PRESETS: dict[str, Any] = {"tiny": _tiny, "small": _small, "base": _base, "compact": _compact}
 
 
 def preset(name: str) -> Config:
@@ -345,4 +413,4 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return True, value
 
 
-__all__ = ["apply_overrides", "Config", "ModelConfig", "ObjectiveConfig", "PRESETS", "TrainConfig", "load_config", "preset"]
+__all__ = ["apply_overrides", "Config", "FinetuneConfig", "ModelConfig", "SELECTIONS", "ObjectiveConfig", "PRESETS", "TrainConfig", "load_config", "preset"]

@@ -160,6 +160,7 @@ class PredictedEventOut(BaseModel):
     modality: str
     modality_probs: dict[str, float]
     embedding: list[float] | None = None
+    if_continuing: str | None = Field(None, description="the most likely type if the entity goes on (never END); for a predicted END (\"<end>\"), gap and timestamp say when that event would come")
 
 
 class PredictResponse(BaseModel):
@@ -356,6 +357,7 @@ def predicted_event_out(ev: Any, include_embedding: bool = True) -> PredictedEve
         modality=str(ev.modality),
         modality_probs={str(k): float(v) for k, v in ev.modality_probs.items()},
         embedding=_vector(ev.embedding) if include_embedding and ev.embedding is not None else None,
+        if_continuing=getattr(ev, "if_continuing", None),
     )
 
 

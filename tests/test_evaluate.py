@@ -17,7 +17,7 @@ from ejc.errors import EjcError
 from ejc.eval.protocol import END, chronological_split, load_log, prefix_targets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FAST = ["--config", "tiny", "-o", "train.steps=2", "--epochs", "2", "--patience", "1"]
+FAST = ["--config", "tiny", "-o", "train.steps=2", "finetune.max_epochs=2", "finetune.patience=1", "finetune.half_lives=[null, 0.5]", "finetune.ensemble=2"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,8 +157,8 @@ def test_prefix_ceiling_by_hand():
 
 
 def test_blend_weights_chosen_on_validation_by_hand():
-    from ejc.eval.next_event import Blend, choose_blend
     from ejc.eval.protocol import PrefixTargets
+    from ejc.infer.predictor import Blend, choose_blend
 
     names = ["a", "b", END]
     t = PrefixTargets(case=np.zeros(3, int), length=np.array([1, 2, 3]), types=np.array(["a", "b", END], dtype=object), gaps=np.array([100.0, 100.0, np.nan]))
@@ -166,47 +166,17 @@ def test_blend_weights_chosen_on_validation_by_hand():
     p_model = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.5, 0.0, 0.5]])
     p_ngram = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     g_model, g_ngram = np.array([0.0, 200.0, 0.0]), np.array([200.0, np.nan, 0.0])
-    b = choose_blend(p_model, g_model, p_ngram, g_ngram, t, names, weights=(0.0, 0.3, 0.5, 1.0))
+    b = choose_blend(p_model, g_model, p_model, p_ngram, g_ngram, t, names, weights=(0.0, 0.3, 0.5, 1.0))
     # 0: a, a, a|END tie -> a (argmax first) -> 1/3; 0.3: a (.63 vs .37), b (.42 vs .58), END -> 1; 0.5: b wins first -> 2/3; 1: 2/3
-    assert b.val_accuracy == pytest.approx({"0.0": 1 / 3, "0.3": 1.0, "0.5": 2 / 3, "1.0": 2 / 3})
+    assert b.holdout["accuracy"] == pytest.approx({"0.0": 1 / 3, "0.3": 1.0, "0.5": 2 / 3, "1.0": 2 / 3})
     assert b.type_weight == 0.3
     # continuation (non-END targets a, b; END never the answer): 0 -> a, a (1/2); 0.3 -> a, b (1)
-    assert b.val_accuracy_excl_end["0.0"] == pytest.approx(0.5) and b.cont_weight == 0.3
+    assert b.holdout["accuracy_excl_end"]["0.0"] == pytest.approx(0.5) and b.cont_weight == 0.3
     # gaps: w -> |200 w - 100| on the first target, the model's 200 where the n-gram has none -> 100 on the second
     # (the second target's error is 100 whatever the weight): the mean is (|200 w - 100| + 100) / 2, least at w = 0.5
-    assert b.val_mae_days["0.5"] == pytest.approx(50 / 86400) and b.val_mae_days["1.0"] == pytest.approx(100 / 86400) and b.gap_weight == 0.5
-    assert Blend(0.0, 0.0).probs(p_model, p_ngram) is not p_model and np.allclose(Blend(0.0, 0.0).probs(p_model, p_ngram), p_model)
+    assert b.holdout["time_mae_days"]["0.5"] == pytest.approx(50 / 86400) and b.holdout["time_mae_days"]["1.0"] == pytest.approx(100 / 86400) and b.gap_weight == 0.5
+    assert np.allclose(Blend().probs(p_model, p_ngram, 0.0), p_model)
     assert Blend(0.5, 1.0).gaps(g_model, g_ngram).tolist() == [200.0, 200.0, 0.0]
-
-
-def test_median_head_learns_the_median_gap():
-    import torch
-
-    from ejc.config import load_config
-    from ejc.data.sequence import EventSequence
-    from ejc.eval.next_event import NextEventNet, TimeScale, pretrain_cases, with_end
-    from ejc.model.encoder import to_tensors
-
-    torch.manual_seed(0)
-    # gaps of 1 h, 2 h and 10 h after every event: median 2 h, mean 4.3 h
-    hours = np.array([1.0, 2.0, 10.0] * 4)
-    cases = [EventSequence(embeddings=None, timestamps=np.cumsum(np.r_[0.0, np.roll(hours, i)]) * 3600 + 1.7e9, event_types=["a"] * 13, id=f"c{i}") for i in range(3)]
-    cfg = load_config("tiny", ["train.steps=1", "train.max_len=16", "train.device=cpu"])
-    trainer = pretrain_cases(cfg, cases)
-    net = NextEventNet(trainer.model, TimeScale.fit(cases))
-    bt = to_tensors(trainer.spec.collate([with_end(c) for c in cases], None, trainer.pad_multiple))
-    end_id = int(trainer.spec.vocab.encode([END])[0])
-    opt = torch.optim.Adam(net.median.parameters(), lr=0.05)
-    for _ in range(300):  # only the median head learns: the states are those of the pretrained encoder
-        loss, parts = net.supervised_loss(bt, 0.0, end_id, median_weight=1.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert "gap_l1" in parts
-    with torch.no_grad():
-        pred = net.median_gap(net.states(bt))[bt.valid].numpy()
-    # every position should predict about the median (2 h), far from the mean (4.3 h)
-    assert np.median(pred) == pytest.approx(7200, rel=0.1)
 
 
 def test_f1_threshold_by_hand():
@@ -290,20 +260,21 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     res = run_cli(argv, capsys, err)
     assert set(res) >= {"task", "dataset", "metrics", "train_seconds", "machine"}
     assert res["task"] == "next_event" and res["dataset"] == "log.csv"
-    # progress on stderr: the pretraining's last step, every fine-tuning epoch of every half-life and
-    # member, the refits, then the scoring as the last line
+    # progress on stderr: the recipe's pretraining on its own fit cases (13 of the 16 training
+    # cases: it holds out the latest 3), every fine-tuning epoch of every half-life, the members
     assert any(line.startswith("ejc evaluate: JEPA pretraining (seed 0, 13 sequences): step 2/2, loss ") for line in err)
     epochs = [line for line in err if "fine-tune (half-life" in line]
-    assert epochs and all(" val accuracy " in line and " excl. END " in line for line in epochs)
+    assert epochs and all(" holdout accuracy " in line and " excl. END " in line for line in epochs)
     assert any(line.startswith("ejc evaluate: fine-tune (half-life None, seed 0) epoch 1/2: ") for line in epochs)
+    assert any("ensemble member 2/2 (seed 1000)" in line for line in err)
     # then the table for people (the record is the only stdout line): every method and the ceilings
     table = err[err.index("| method | accuracy | accuracy_excl_end | time_mae_days | accuracy_excl_end_as_predicted |") - 2:]
     assert table[0].startswith("**log.csv** (next_event; ejc training ")
     # the figures asserted above, to 4 places: 22/24, 14/16, 2 x 3 h / 16 targets; 0, 0, (8 + 6 + 2 x 7) x 30 min / 16
     assert "| ngram | 0.9167 | 0.8750 | 0.0156 | 0.8750 |" in table and "| last_event | 0.0000 | 0.0000 | 0.0365 | 0.0000 |" in table
     assert "| ceiling: prefix types (in-sample bound) | 0.9167 | 0.8750 | 0.0156 | n/a |" in table
-    assert [line.split(" |")[0] for line in table[4:]] == ["| ejc", "| ejc_model", "| ngram", "| ngram_recent", "| last_event", "| ceiling: prefix types (in-sample bound)", "| ceiling: last type (in-sample bound)"]
-    assert re.fullmatch(r"ejc evaluate: trained in \d+ s; scoring 24 test prefixes", err[err.index(table[0]) - 1])
+    rows = [line.split(" |")[0] for line in table[4:]]
+    assert rows == ["| ejc", "| ejc_nets", "| ejc_single", "| gbt", "| ngram", "| ngram_recent", "| last_event", "| ceiling: prefix types (in-sample bound)", "| ceiling: last type (in-sample bound)"]
     assert json.loads((tmp_path / "r.json").read_text()) == res
     d = res["details"]
     assert d["split"] == {"fit_cases": 13, "val_cases": 3, "test_cases": 8, "test_targets": 24, "test_targets_excl_end": 16}
@@ -322,7 +293,18 @@ def test_next_event_command_baselines_by_hand_and_repeatable(tmp_path, capsys):
     assert ejc["accuracy_excl_end"] >= ejc["accuracy_excl_end_as_predicted"]  # same targets, END no longer a wrong answer
     assert 0 <= ejc["accuracy"] <= 1 and ejc["time_mae_days"] >= 0
     assert (tmp_path / "plots" / "next_event_confusion.png").stat().st_size > 1000
-    again = run_cli(argv, capsys)
+    # the ejc row is the saved model: scoring the directory again through the facade gives the same figures
+    from ejc.eval.next_event import score_test_prefixes
+
+    model_dir = Path(d["ejc"]["model_dir"])
+    assert model_dir == tmp_path / "r.models" / "model" and (model_dir / "card.json").is_file()
+    split = chronological_split(load_log(src).sequences)
+    rescored = score_test_prefixes(model_dir, split.test)
+    assert {k: rescored[k] for k in ejc} == pytest.approx(ejc, abs=1e-6)  # the record rounds to 6 places
+    assert {m["seed"] for m in d["ejc"]["card"]["members"]} == {0, 1000}
+    # a second run refuses to overwrite the first one's models, and is identical elsewhere
+    assert main(argv) == 2 and "not empty" in capsys.readouterr().err
+    again = run_cli([*argv, "--work", str(tmp_path / "again")], capsys)
     assert again["metrics"] == res["metrics"]
 
 
@@ -336,7 +318,7 @@ def test_retrieval_command_ranks_by_hand(tmp_path, capsys):
     assert m["ngram"]["mrr"] == pytest.approx(23 / 24, abs=1e-6)
     # popularity (next-event counts b 16, END 16, c 12, d 4): ties rank pessimistically
     assert m["popularity"]["mrr"] == pytest.approx((8 / 2 + 6 / 3 + 2 / 4 + 8 / 2) / 24, abs=1e-6)
-    assert 0 < m["ejc"]["mrr"] <= 1 and set(m) == {"ejc", "ejc_model", "ngram", "ngram_recent", "popularity"}
+    assert 0 < m["ejc"]["mrr"] <= 1 and set(m) == {"ejc", "ngram", "ngram_recent", "popularity"}
     rec = res["details"]["ngram_recent"]
     if rec["fraction"] == 1.0 and rec["n"] == res["details"]["ngram_n"]:  # the same model on all training cases
         assert m["ngram_recent"] == m["ngram"]
@@ -439,7 +421,7 @@ def _timed_case(cid: str, t0: float, types: list[str]):
 
 
 def test_recency_weights_by_hand():
-    from ejc.eval.next_event import recency_weights
+    from ejc.train.finetune import recency_weights
 
     cases = [_timed_case(f"c{i}", 1_600_000_000 + 86400.0 * d, ["a", "b"]) for i, d in enumerate([0, 50, 100])]
     # ages 1, 0.5, 0 of the start-time span
@@ -451,7 +433,7 @@ def test_recency_weights_by_hand():
 
 
 def test_selection_value_orders_records():
-    from ejc.eval.next_event import selection_value
+    from ejc.train.finetune import selection_value
 
     a = {"val_loss": 1.9, "val_accuracy": 0.80, "val_time_mae_days": 3.0}
     b = {"val_loss": 2.0, "val_accuracy": 0.81, "val_time_mae_days": 3.1}
@@ -465,80 +447,58 @@ def test_selection_value_orders_records():
         selection_value(a, "f1")
 
 
-def test_next_event_options_from_the_command_line():
-    from ejc.cli import build_parser
-    from ejc.eval.cli import _ft_options
-    from ejc.eval.next_event import FineTuneOptions
-
-    parse = lambda *a: build_parser().parse_args(["evaluate", "next-event", "x.csv", "--out", "r.json", *a])  # noqa: E731
-    default = _ft_options(parse())
-    assert (default.half_lives, default.select, default.gap_select, default.refit, default.ensemble) == (FineTuneOptions.half_lives, "accuracy", "mae", True, 3)
-    assert FineTuneOptions.half_lives == (None, 0.3, 0.1, 0.05, 0.03, 0.02)
-    o = _ft_options(parse("--half-lives", "none", "0.05", "--select", "loss", "--gap-select", "loss", "--no-refit", "--ensemble", "2"))
-    assert (o.half_lives, o.select, o.gap_select, o.refit, o.ensemble) == ((None, 0.05), "loss", "loss", False, 2)
-    assert (default.blend, default.median_weight) == (FineTuneOptions.blend, FineTuneOptions.median_weight)
-    from ejc.eval.cli import SELECTION_CHOICES
-    from ejc.eval.next_event import SELECTIONS
-
-    assert SELECTION_CHOICES == SELECTIONS  # the CLI's copy (kept to avoid importing torch at parse time)
-    o = _ft_options(parse("--no-blend", "--median-weight", "0.5", "--cont-select", "accuracy"))
-    assert (o.blend, o.median_weight, o.cont_select) == (False, 0.5, "accuracy") and default.cont_select == "continuation"
-    with pytest.raises(EjcError, match="median-weight"):
-        _ft_options(parse("--median-weight", "-1"))
-    with pytest.raises(SystemExit):
-        parse("--half-lives", "-1")
-
-
-def test_next_event_selection_ensemble_and_history(tmp_path, capsys):
-    src = tiny_log(tmp_path / "log.csv")
-    argv = ["evaluate", "next-event", str(src), *FAST[:4], "--epochs", "4", "--patience", "4", "--half-lives", "none", "0.5",
-            "--select", "accuracy", "--gap-select", "mae", "--ensemble", "2", "--no-refit", "--out", str(tmp_path / "r.json")]
-    d = run_cli(argv, capsys)["details"]
-    sel = d["ejc_selection"]
-    assert (sel["select"], sel["gap_select"]) == ("accuracy", "mae")
-    assert set(sel["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae", "continuation"} for v in sel["by_half_life"].values())
-    hist = {h: {r["epoch"]: r for r in rs} for h, rs in sel["history_by_half_life"].items()}
-    assert all(len(rs) == 4 for rs in hist.values())  # patience 4 of 4 epochs: no early stop
-    for role, crit, key, sign in (("type", "accuracy", "val_accuracy", -1), ("gap", "mae", "val_time_mae_days", 1), ("cont", "continuation", "val_accuracy_excl_end", -1)):
-        # each role's model: the (half-life, epoch) with the best validation metric over the grid
-        best = min(sign * r[key] for rs in hist.values() for r in rs.values())
-        chosen = (str(sel[f"{role}_half_life"]), sel[f"{role}_best_epoch"])
-        assert sign * hist[chosen[0]][chosen[1]][key] == pytest.approx(best, abs=1e-5)
-        assert sel["by_half_life"][chosen[0]][crit]["epoch"] == chosen[1]
-        # within a run the first epoch reaching its best value is kept (later ties do not replace it)
-        v = sign * hist[chosen[0]][chosen[1]][key]
-        assert all(sign * r[key] > v + 1e-7 for e, r in hist[chosen[0]].items() if e < chosen[1])
-    assert len(d["ejc_validation"]) == 2 and all(str(m["type_half_life"]) == str(sel["type_half_life"]) for m in d["ejc_validation"])
-    # without a refit the first member is the selection itself: its validation scores are those of the history
-    first = d["ejc_validation"][0]
-    assert first["accuracy"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy"])
-    assert first["time_mae_days"] == pytest.approx(hist[str(sel["gap_half_life"])][sel["gap_best_epoch"]]["val_time_mae_days"])
-    assert d["refit"] is False and d["ensemble"] == 2
-    assert set(d["ejc_validation_ensemble"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_excl_end_as_predicted"}
-    assert first["accuracy_excl_end"] == pytest.approx(hist[str(sel["cont_half_life"])][sel["cont_best_epoch"]]["val_accuracy_excl_end"])
-    assert first["accuracy_excl_end_as_predicted"] == pytest.approx(hist[str(sel["type_half_life"])][sel["type_best_epoch"]]["val_accuracy_excl_end_as_predicted"])
-
-
-def test_test_predictions_use_the_final_models_vocabulary():
-    """The refits on all training cases order their types by the counts there, which differ from
-    the fit cases' (and hold a type only the validation cases have): every test prediction and the
-    blend must be made over the final models' columns (this once crashed the blend and mislabelled
-    types)."""
+def test_recipe_selection_members_and_card(tmp_path):
+    """The recipe's choices are made on its holdout, recorded in the card, and shipped as chosen."""
     from ejc.config import load_config
-    from ejc.eval.next_event import FineTuneOptions, run_next_event
-    from ejc.eval.protocol import END, Split
+    from ejc.infer.event_jepa import EventJEPA
+    from ejc.train.recipe import fit_recipe, holdout_split, save_model
+
+    cases = chronological_split(load_log(tiny_log(tmp_path / "log.csv")).sequences).train
+    cfg = load_config("tiny", ["train.steps=2", "finetune.max_epochs=4", "finetune.patience=4", "finetune.half_lives=[null, 0.5]", "finetune.ensemble=2", "train.device=cpu"])
+    fit, val = holdout_split(cases, 0.2)
+    assert [s.id for s in fit + val] == [s.id for s in cases] and len(val) == 3  # the latest 3 by start time
+    res = fit_recipe(cfg, cases)
+    ch = res.card["choices"]
+    assert set(ch["by_half_life"]) == {"None", "0.5"} and all(set(v) == {"accuracy", "mae", "continuation"} for v in ch["by_half_life"].values())
+    for role, crit in (("type", "accuracy"), ("gap", "mae"), ("cont", "continuation")):
+        # each role's net: the (half-life, epoch) with the best holdout value over the grid
+        best = min(v[crit]["value"] for v in ch["by_half_life"].values())
+        assert ch["by_half_life"][str(ch[f"{role}_half_life"])][crit] == {"epoch": ch[f"{role}_epochs"], "value": best}
+    pred = res.predictor
+    # per seed one net per distinct (half-life, epochs); every role has one member per seed
+    assert all(len(pred.roles[r]) == 2 for r in ("type", "gap", "cont"))
+    assert {m["seed"] for m in res.card["members"]} == {0, 1000} and all(m["trained_on"] == "all" for m in res.card["members"])
+    for role in ("type", "gap", "cont"):
+        for i in pred.roles[role]:
+            m = res.card["members"][i]
+            assert (m["half_life"], m["epochs"]) == (ch[f"{role}_half_life"], max(1, ch[f"{role}_epochs"])) and role in m["roles"]
+    assert set(res.card["holdout"]["shipped"]) == {"accuracy", "accuracy_excl_end", "time_mae_days", "accuracy_excl_end_as_predicted"}
+    out = save_model(res, tmp_path / "model", cfg, cases, command=["test"])
+    card = json.loads((out / "card.json").read_text())
+    assert card["command"] == ["test"] and card["calibration"]["sequences"] == 16 and card["config"]["finetune"]["ensemble"] == 2
+    with pytest.raises(EjcError, match="not empty"):
+        save_model(res, out, cfg)
+    # what was shipped is what loads
+    m = EventJEPA.from_pretrained(out)
+    assert m.predictor is not None and m.predictor.roles == pred.roles and m.predictor.blend.type_weight == pred.blend.type_weight
+    a, b = pred.predict(cases), m.predictor.predict(cases)
+    assert np.array_equal(a.probs, b.probs) and np.array_equal(a.gaps, b.gaps) and np.array_equal(a.cont_probs, b.cont_probs)
+
+
+def test_a_type_only_in_the_holdout_is_predicted_and_scored(tmp_path):
+    """The members are refitted on all training cases; a type only the latest cases have is in the
+    shipped vocabulary and can be predicted (once crashed the blend and mislabelled types)."""
+    from ejc.config import load_config
+    from ejc.eval.next_event import run_next_event
+    from ejc.eval.protocol import Split
 
     day = 86400.0
-    fit = [_timed_case(f"f{i}", 1_600_000_000 + day * i, ["a", "a", "b"]) for i in range(16)]  # a 32, END 16, b 16
-    val = [_timed_case(f"v{i}", 1_600_000_000 + day * (16 + i), ["b"] * 8 + ["z"]) for i in range(4)]  # b +32, z 4
+    fit = [_timed_case(f"f{i}", 1_600_000_000 + day * i, ["a", "a", "b"]) for i in range(16)]
+    val = [_timed_case(f"v{i}", 1_600_000_000 + day * (16 + i), ["b"] * 8 + ["z"]) for i in range(4)]
     test = [_timed_case(f"t{i}", 1_600_000_000 + day * (20 + i), ["a", "a", "b"] if i % 2 else ["b", "b", "b"]) for i in range(6)]
-    cfg = load_config("tiny", ["train.steps=2", "train.max_len=16", "train.device=cpu"])
-    opts = FineTuneOptions(max_epochs=2, patience=1, half_lives=(None,), ensemble=1)
-    run = run_next_event(Split(fit, val, test), cfg, opts)
-    # fit alone would give a, <end>, b; all training cases: b 48, a 32, <end> 20, z 4
+    cfg = load_config("tiny", ["train.steps=2", "train.max_len=16", "train.device=cpu", "finetune.max_epochs=2", "finetune.patience=1", "finetune.half_lives=[null]", "finetune.ensemble=1"])
+    run = run_next_event(Split(fit, val, test), cfg, tmp_path)
+    # all training cases: b 48, a 32, <end> 20, z 4
     assert run.names == ["b", "a", END, "z"]
-    assert run.probs.shape == run.model_probs.shape == (len(run.targets), 4)
-    for method, probs in (("ejc", run.probs), ("ejc_model", run.model_probs)):
-        types, _ = run.predictions[method]
-        assert types.tolist() == [run.names[i] for i in probs.argmax(1)], method
-    assert END not in run.continuation["ejc"].tolist() and set(run.continuation["ejc_model"].tolist()) <= set(run.names) - {END}
+    assert run.probs.shape == (len(run.targets), 4) and np.allclose(run.probs.sum(1), 1.0)
+    assert run.predictions["ejc"].tolist() == [run.names[i] for i in run.probs.argmax(1)]

@@ -14,7 +14,9 @@ from helpers import random_table
 def fitted(tmp_path_factory):
     table = random_table(num=20, seed=1)
     out = tmp_path_factory.mktemp("run")
-    model = EventJEPA.fit(table, out, config="tiny", overrides=["train.steps=30", "train.lr=3e-3"], progress=False)
+    # the `ejc train` recipe, kept short; random streams are not complete cases: no END type
+    ft = ["finetune.ends=false", "finetune.max_epochs=3", "finetune.patience=2", "finetune.half_lives=[null]", "finetune.ensemble=1"]
+    model = EventJEPA.fit(table, out, config="tiny", overrides=["train.steps=30", "train.lr=3e-3", *ft], progress=False)
     return model, table, out
 
 

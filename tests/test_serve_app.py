@@ -28,6 +28,7 @@ from ejc.data.synth import generate
 from ejc.infer.event_jepa import EventJEPA
 from ejc.train.loop import pretrain
 from ejc.train.mlflow_tracker import MLflowTracker
+from ejc.train.recipe import track_model, train_model
 from serve.app import deploy, deploy_config
 from serve.schemas import MAX_EVENTS
 
@@ -80,10 +81,13 @@ def assets(tmp_path_factory, one_torch_thread):
     pretrain(load_config("tiny", ["train.steps=10", "train.checkpoint_every=5"]), table, run, progress=False)
     seqs = list(sequences_from_table(table))
     EventJEPA.from_pretrained(run).calibrate(seqs[:6], save_to=run)
+    # the registered version 1 is what `ejc train` ships (the pretraining-only run above is the
+    # version the swap test moves to); synthetic entities are not complete cases: no END
+    cfg = load_config("tiny", ["train.steps=10", "finetune.ends=false", "finetune.max_epochs=2", "finetune.patience=1", "finetune.half_lives=[null]", "finetune.ensemble=1"])
+    model_dir = train_model(cfg, seqs, d / "model", command=["test"])
     uri = f"sqlite:///{d / 'mlflow.db'}"
     tracker = MLflowTracker(uri, experiment="serve-test")
-    tracker.log_artifact(run / "calibration.json")
-    assert tracker.register_model("ejc-serve", run / "checkpoints" / "step_00000005") == "1"
+    assert track_model(tracker, model_dir, cfg, "ejc-serve")["model"]["version"] == "1"
     tracker.finish()
     # the cube, built by the README's snippet (it writes runs/cube under the working directory)
     snippet = next(b for b in _bash_blocks() if "cube.save" in b).split("-c '", 1)[1].split("'", 1)[0]
@@ -99,7 +103,7 @@ def assets(tmp_path_factory, one_torch_thread):
     cube2 = EmbeddingCube.load(d / "runs" / "cube")
     cube2.remove_entity("i00399")
     cube2.save(d / "cube2")
-    return {"dir": d, "run": run, "uri": uri, "cube": cube, "cube_dir": d / "runs" / "cube", "cube2_dir": d / "cube2", "cube2_version": EmbeddingCube.load(d / "cube2").version}
+    return {"dir": d, "run": run, "model_dir": model_dir, "uri": uri, "cube": cube, "cube_dir": d / "runs" / "cube", "cube2_dir": d / "cube2", "cube2_version": EmbeddingCube.load(d / "cube2").version}
 
 
 def replica_actors() -> set[str]:
@@ -204,7 +208,13 @@ def test_predict_matches_the_model_in_process(server):
     assert r.status_code == 200, r.text
     got = r.json()["events"]
     want = server["model"].predict_next(local_sequence(server, seq), num_steps=3)
+    # the served model is the `ejc train` artifact from the registry, predictor included
+    assert server["model"].predictor is not None
+    shipped = EventJEPA.from_pretrained(server["model_dir"]).predict_next(local_sequence(server, seq), num_steps=3)
+    assert [p.event_type for p in shipped] == [p.event_type for p in want] and [p.gap for p in shipped] == pytest.approx([p.gap for p in want], rel=1e-5)
     assert [e["event_type"] for e in got] == [p.event_type for p in want]
+    assert [e["gap"] for e in got] == pytest.approx([p.gap for p in want], rel=1e-4)
+    assert [e["if_continuing"] for e in got] == [p.if_continuing for p in want]
     assert [e["timestamp"] for e in got] == pytest.approx([p.timestamp for p in want], abs=1e-2)
     assert all(e["timestamp"] > seq["events"][-1]["timestamp"] and e["gap"] >= 0 for e in got)
     assert all(len(e["embedding"]) == {"behavior": 16, "text": 24, "image": 32}[e["modality"]] for e in got)

@@ -24,6 +24,8 @@ import pyarrow.compute as pc
 from ejc.data.schema import DEFAULT_MODALITY, EVENT_SCHEMA, check_event_table
 from ejc.errors import SchemaError
 
+END = "<end>"  # the end of a case: predicted as one more event type after an entity's last event
+
 
 class EventSequence:
     """One entity's events, sorted by time.
@@ -450,4 +452,4 @@ def collate(
     return PaddedBatch(vectors, vector_index, modality_ids, type_ids, times, abs_times, has_time, valid, list(modalities), [s.id for s in seqs])
 
 
-__all__ = ["EventSequence", "PaddedBatch", "collate", "sequences_from_table", "window_sequence", "window_starts"]
+__all__ = ["END", "EventSequence", "PaddedBatch", "collate", "sequences_from_table", "window_sequence", "window_starts"]

@@ -41,7 +41,7 @@ from ejc.config import Config
 from ejc.data.sequence import EventSequence
 from ejc.eval.baselines import CountVectorNN, UnseenEventDetector, UnseenNgramFraction
 from ejc.eval.metrics import auroc, best_f1, precision_recall_f1
-from ejc.eval.next_event import Progress, pretrain_cases, with_end
+from ejc.train.finetune import Progress, pretrain_cases, with_end
 from ejc.eval.protocol import type_list
 from ejc.errors import EjcError
 from ejc.model.encoder import to_tensors

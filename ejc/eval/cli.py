@@ -16,8 +16,6 @@ from typing import Any
 from ejc.errors import EjcError
 
 # task defaults for the model: small and quick on CPU; override with --config / key=value
-SELECTION_CHOICES = ("loss", "accuracy", "mae", "continuation")  # = ejc.eval.next_event.SELECTIONS (not imported here: it loads torch)
-NEXT_EVENT_OVERRIDES = ["model.encoder=full", "model.num_levels=2", "train.steps=200", "train.max_len=64", "train.batch_size=32", "train.warmup_steps=20"]
 ANOMALY_OVERRIDES = ["train.steps=300", "train.max_len=128", "train.batch_size=32", "train.warmup_steps=30"]
 
 
@@ -28,8 +26,8 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate ejc against baselines measured in the same run (JSON, table, plots)")
     tasks = p.add_subparsers(dest="task", required=True)
 
-    def common(q: argparse.ArgumentParser, default_overrides: list[str]) -> None:
-        q.add_argument("--config", default="small", help="model preset (tiny, small, base) or YAML file (default small)")
+    def common(q: argparse.ArgumentParser, default_overrides: list[str], default_config: str = "small") -> None:
+        q.add_argument("--config", default=default_config, help=f"model preset (compact, tiny, small, base) or YAML file (default {default_config})")
         q.add_argument("-o", "--override", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help=f"config overrides, applied after the task defaults {default_overrides}")
         q.add_argument("--out", required=True, type=Path, help="result JSON file")
         q.add_argument("--plot", type=Path, default=None, metavar="DIR", help="also write PNG figures into DIR")
@@ -43,29 +41,14 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--format", default="auto", choices=("auto",) + tuple(FORMATS))
         add_reader_options(q)
 
-    q = tasks.add_parser("next-event", help="next type (END included) and time on the Tax et al. 2017 chronological protocol")
+    q = tasks.add_parser("next-event", help="next type (END included) and time on the Tax et al. 2017 chronological protocol, through the shipped model")
     q.add_argument("src", type=Path, help="event log (any format `ejc ingest` reads) with case ids, types and timestamps")
     reader(q)
-    common(q, NEXT_EVENT_OVERRIDES)
+    common(q, [], default_config="compact")
     q.add_argument("--test-fraction", type=float, default=1 / 3, help="last fraction of cases (by start time) tested (default 1/3)")
-    q.add_argument("--val-fraction", type=float, default=0.2, help="last fraction of training cases used for validation (default 0.2)")
-    q.add_argument("--epochs", type=int, default=60, help="most fine-tuning epochs (early stopping on validation)")
-    q.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
-    q.add_argument("--jepa-weight", type=float, default=0.1, help="weight of the auxiliary JEPA loss during fine-tuning (0: off)")
-    q.add_argument("--ensemble", type=int, default=3, help="models with different seeds averaged (default 3; the half-lives and epochs are chosen with the first)")
-    q.add_argument("--half-lives", type=_half_life, nargs="+", default=None, metavar="H",
-                   help="recency half-lives tried, as fractions of the training time span ('none': unweighted); the best on validation is used (default: FineTuneOptions.half_lives)")
-    q.add_argument("--select", choices=SELECTION_CHOICES, default=None, help="validation criterion choosing the epoch and half-life of the type predictions (default: FineTuneOptions.select)")
-    q.add_argument("--gap-select", choices=SELECTION_CHOICES, default=None, help="the same for the time predictions (default: FineTuneOptions.gap_select)")
-    q.add_argument("--cont-select", choices=SELECTION_CHOICES, default=None,
-                   help="the same for the type predictions given that the case goes on, scored by accuracy_excl_end (default: FineTuneOptions.cont_select)")
-    q.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None, help="refit the selected models on all training cases (default: FineTuneOptions.refit)")
-    q.add_argument("--blend", action=argparse.BooleanOptionalAction, default=None,
-                   help="ejc = the model blended with the drift-aware n-gram, weights chosen on validation (0 = the model alone); "
-                   "the model alone is reported as ejc_model (default: FineTuneOptions.blend)")
-    q.add_argument("--median-weight", type=float, default=None,
-                   help="train a direct median head for the next gap (L1 on log1p(gap / 1 h)) with this weight and predict gaps from it (0: the mixture's median; default: FineTuneOptions.median_weight)")
-    q.add_argument("--max-n", type=int, default=6, help="largest n tried for the n-gram baseline")
+    q.add_argument("--val-fraction", type=float, default=0.2, help="last fraction of training cases the baselines validate on (the model's recipe holds out finetune.val_fraction itself)")
+    q.add_argument("--work", type=Path, default=None, help="directory for the trained model(s) (default: OUT's name + '.models' beside --out)")
+    q.add_argument("--ablations", action="store_true", help="also train and score the recipe with JEPA off (same steps) and with seeds +1, +2 (3-4x the time)")
     q.set_defaults(func=_run_and_write, task_fn=task_next_event)
 
     q = tasks.add_parser("anomaly", help="sequence anomaly detection, threshold chosen from training data only")
@@ -92,12 +75,10 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q = tasks.add_parser("retrieval", help="next-event retrieval among all candidate event types: recall_at_10, mrr")
     q.add_argument("src", type=Path, help="event log (case ids, types, optional timestamps)")
     reader(q)
-    common(q, NEXT_EVENT_OVERRIDES)
+    common(q, [], default_config="compact")
     q.add_argument("--test-fraction", type=float, default=1 / 3)
     q.add_argument("--val-fraction", type=float, default=0.2)
-    q.add_argument("--epochs", type=int, default=60)
-    q.add_argument("--patience", type=int, default=8)
-    q.add_argument("--jepa-weight", type=float, default=0.1)
+    q.add_argument("--work", type=Path, default=None, help="directory for the trained model (default: beside --out)")
     q.add_argument("--k", type=int, default=10, help="cut-off of recall@k (reported as recall_at_<k>)")
     q.set_defaults(func=_run_and_write, task_fn=task_retrieval)
 
@@ -153,35 +134,12 @@ def _progress(msg: str) -> None:
     print(f"ejc evaluate: {msg}", file=sys.stderr, flush=True)
 
 
-def _ft_options(args: argparse.Namespace) -> Any:
-    from ejc.eval.next_event import FineTuneOptions
-
-    if args.epochs < 1 or args.patience < 1:
-        raise EjcError("--epochs and --patience must be at least 1")
-    if args.jepa_weight < 0:
-        raise EjcError("--jepa-weight must be non-negative")
-    if getattr(args, "median_weight", None) is not None and args.median_weight < 0:
-        raise EjcError("--median-weight must be non-negative")
-    given = {k: getattr(args, k, None) for k in ("ensemble", "select", "gap_select", "cont_select", "refit", "blend", "median_weight")}
-    if getattr(args, "half_lives", None) is not None:
-        given["half_lives"] = tuple(args.half_lives)
-    return FineTuneOptions(max_epochs=args.epochs, patience=args.patience, jepa_weight=args.jepa_weight, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
-
-
-def _half_life(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a half-life is a positive number or 'none', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"a half-life must be positive, got {text!r}")
-    return value
-
-
 # ----------------------------------------------------------------------------------------------
 # commands
+
+
+def _work_dir(args: argparse.Namespace) -> Path:
+    return args.work if args.work is not None else args.out.with_name(args.out.stem + ".models")
 
 
 def task_next_event(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,20 +148,24 @@ def task_next_event(args: argparse.Namespace) -> dict[str, Any]:
     from ejc.eval.report import make_result
 
     _seed(args)
-    if args.ensemble < 1 or args.max_n < 1:
-        raise EjcError("--ensemble and --max-n must be at least 1")
-    cfg = _config(args, NEXT_EVENT_OVERRIDES)
+    cfg = _config(args, [f"train.seed={args.seed}"])
     log = _load(args, args.src)
     split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
-    _progress(f"{log.events} events, {split.sizes()}; training")
-    run = run_next_event(split, cfg, _ft_options(args), args.max_n, _progress)
+    work = _work_dir(args)
+    _fresh(work)
+    _progress(f"{log.events} events, {split.sizes()}; models go to {work}")
+    run = run_next_event(split, cfg, work, _progress, ablations=args.ablations, seeds=(args.seed + 1, args.seed + 2))
     if args.plot is not None:
         from ejc.eval.plots import plot_confusion
 
-        types, _ = run.predictions["ejc"]
-        plot_confusion(types, run.targets.types, args.plot / "next_event_confusion.png", "ejc next event (test prefixes)")
-    result = make_result("next_event", args.dataset or args.src.name, run.metrics(), run.train_seconds, data=log.summary(), config=cfg.to_dict(), **run.details)
-    return result
+        plot_confusion(run.predictions["ejc"], run.targets.types, args.plot / "next_event_confusion.png", "ejc next event (test prefixes, shipped model)")
+    return make_result("next_event", args.dataset or args.src.name, run.metrics(), run.train_seconds, data=log.summary(), config=cfg.to_dict(), **run.details)
+
+
+def _fresh(work: Path) -> None:
+    """``work`` must not hold a model yet (a model directory is never overwritten)."""
+    if work.exists() and any(work.iterdir()):
+        raise EjcError(f"{work} is not empty; remove it or pass another --work directory")
 
 
 def _labelled(args: argparse.Namespace, path: Path) -> tuple[list[Any], Any]:
@@ -272,10 +234,12 @@ def task_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     _seed(args)
     if args.k < 1:
         raise EjcError("--k must be at least 1")
-    cfg = _config(args, NEXT_EVENT_OVERRIDES)
+    cfg = _config(args, [f"train.seed={args.seed}"])
     log = _load(args, args.src)
     split = chronological_split(log.sequences, args.test_fraction, args.val_fraction)
-    metrics, seconds, details = run_retrieval(split, cfg, _ft_options(args), args.k, progress=_progress)
+    work = _work_dir(args)
+    _fresh(work)
+    metrics, seconds, details = run_retrieval(split, cfg, work, args.k, progress=_progress)
     return make_result("retrieval", args.dataset or args.src.name, metrics, seconds, data=log.summary(), **details)
 
 

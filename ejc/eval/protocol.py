@@ -19,10 +19,9 @@ import pyarrow as pa
 
 from ejc.data.readers import ColumnMapping, read_events
 from ejc.data.schema import TableSpec, Validator
-from ejc.data.sequence import EventSequence, sequences_from_table
+from ejc.data.sequence import END, EventSequence, sequences_from_table
 from ejc.errors import EjcError
 
-END = "<end>"  # the end-of-case symbol, predicted as one more event type
 
 
 @dataclass

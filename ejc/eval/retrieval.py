@@ -15,11 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from pathlib import Path
+
 from ejc.config import Config
+from ejc.data.sequence import END
 from ejc.eval.baselines import NGramPredictor, choose_ngram, most_recent
 from ejc.eval.metrics import mean_reciprocal_rank, ranks_of_truth, recall_at_k
-from ejc.eval.next_event import FineTuneOptions, Progress, run_next_event
-from ejc.eval.protocol import END, PrefixTargets, Split, type_list
+from ejc.eval.next_event import run_next_event
+from ejc.eval.protocol import PrefixTargets, Split, type_list
+from ejc.train.finetune import Progress
 
 
 def retrieval_metrics(scores: np.ndarray, names: list[str], targets: PrefixTargets, k: int = 10) -> dict[str, float]:
@@ -30,9 +34,14 @@ def retrieval_metrics(scores: np.ndarray, names: list[str], targets: PrefixTarge
     return {f"recall_at_{k}": recall_at_k(ranks, k), "mrr": mean_reciprocal_rank(ranks, len(names))}
 
 
-def run_retrieval(split: Split, cfg: Config, opts: FineTuneOptions, k: int = 10, max_n: int = 6, progress: Progress | None = None) -> tuple[dict[str, dict[str, float]], float, dict[str, Any]]:
-    """``(metrics by method, ejc training seconds, details)`` on the test prefixes of ``split``."""
-    run = run_next_event(split, cfg, opts, max_n, progress)
+def run_retrieval(split: Split, cfg: Config, work_dir: str | Path, k: int = 10, progress: Progress | None = None) -> tuple[dict[str, dict[str, float]], float, dict[str, Any]]:
+    """``(metrics by method, ejc training seconds, details)`` on the test prefixes of ``split``.
+
+    ejc's ranking is the shipped model's type distribution (``predict_next_batch``'s
+    ``type_probs`` over every type), trained, saved and reloaded by :func:`run_next_event`.
+    """
+    max_n = cfg.finetune.max_n
+    run = run_next_event(split, cfg, work_dir, progress)
     names, t = run.names, run.targets
     fit_t, val_t, train_t = ([type_list(s) for s in ss] for ss in (split.fit, split.val, split.train))
     n, _ = choose_ngram(fit_t, val_t, max_n)
@@ -45,12 +54,11 @@ def run_retrieval(split: Split, cfg: Config, opts: FineTuneOptions, k: int = 10,
     popularity = np.tile(np.array([freq.get(x, 0) for x in names], np.float64), (len(t), 1))
     metrics = {
         "ejc": retrieval_metrics(run.probs, names, t, k),
-        **({"ejc_model": retrieval_metrics(run.model_probs, names, t, k)} if run.model_probs is not None and run.details.get("ejc_blend") else {}),
         "ngram": retrieval_metrics(ngram_scores, names, t, k),
         "ngram_recent": retrieval_metrics(recent_scores, names, t, k),
         "popularity": retrieval_metrics(popularity, names, t, k),
     }
-    details = {"candidates": len(names), "test_targets": len(t), "ngram_n": n, "ngram_recent": rec, "ejc_blend": run.details.get("ejc_blend"), "ejc_validation": run.details["ejc_validation"]}
+    details = {"candidates": len(names), "test_targets": len(t), "ngram_n": n, "ngram_recent": rec, "ejc": run.details["ejc"]}
     return metrics, run.train_seconds, details
 
 

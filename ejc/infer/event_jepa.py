@@ -22,7 +22,10 @@ import torch.nn.functional as F
 from ejc.config import Config, apply_overrides, load_config
 from ejc.data.sequence import EventSequence
 from ejc.embed.tokens import TypeVocab
-from ejc.errors import EjcError
+from ejc.data.sequence import END
+from ejc.errors import CheckpointError, EjcError
+from ejc.infer.predictor import NextEventPredictor
+from ejc.infer.validate import check_sequence, check_sequences
 from ejc.infer.anomaly import AnomalyResult, Calibration, combine, fit_calibration
 from ejc.model.encoder import BatchTensors, to_tensors
 from ejc.model.jepa import EventJEPAModel
@@ -48,6 +51,9 @@ class PredictedEvent:
     modality: str
     modality_probs: dict[str, float]
     embedding: np.ndarray | None  # [d_m] predicted vector of ``modality`` (None if it has no vectors)
+    # the most likely type given that the entity goes on (never END); for a predicted END,
+    # ``gap`` / ``timestamp`` say when that next event would come
+    if_continuing: str | None = None
 
 
 class EventJEPA:
@@ -74,6 +80,7 @@ class EventJEPA:
         _spec: DataSpec | None = None,
         _state: dict[str, torch.Tensor] | None = None,
         _calibration: Calibration | None = None,
+        _predictor: NextEventPredictor | None = None,
     ):
         ov = list(overrides or [])
         if num_levels is not None:
@@ -85,9 +92,13 @@ class EventJEPA:
             _spec = DataSpec({modality: int(embedding_dim)}, TypeVocab([]))
         self.spec = _spec
         self.device = torch.device(device)
-        self.model = EventJEPAModel(self.config, self.spec.modality_dims, len(self.spec.vocab)).to(self.device)
-        if _state is not None:
-            self.model.load_checkpoint_state(_state)
+        self.predictor = _predictor
+        if _predictor is not None:  # one model: the facade's network is the predictor's first type member
+            self.model = _predictor.first.jepa.to(self.device)
+        else:
+            self.model = EventJEPAModel(self.config, self.spec.modality_dims, len(self.spec.vocab)).to(self.device)
+            if _state is not None:
+                self.model.load_checkpoint_state(_state)
         self.model.eval()
         self.calibration = _calibration
         self._pad = 2 ** (self.config.model.num_levels - 1) if self.config.model.encoder == "hierarchical" else 1
@@ -95,13 +106,20 @@ class EventJEPA:
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], device: str = "cpu") -> EventJEPA:
-        """Load a model trained by ``ejc pretrain`` / :meth:`fit` (run or step directory)."""
+        """Load a model trained by ``ejc train`` / :meth:`fit` or ``ejc pretrain`` (run or step directory).
+
+        A model from ``ejc train`` holds ``predictor/``: ``predict_next`` then answers with the
+        shipped predictor (ensemble, drift feature, blend with the n-gram), END included.
+        """
         cfg, spec, state, _, _ = load_checkpoint(path, with_trainer=False)
         cal = None
         cal_path = Path(path) / CALIBRATION_FILE
         if cal_path.is_file():
             cal = Calibration.load(cal_path)
-        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal)
+        pred = NextEventPredictor.load(path, device) if NextEventPredictor.exists(path) else None
+        if pred is not None and pred.spec.to_dict() != spec.to_dict():
+            raise CheckpointError(f"{path}: the checkpoint and predictor/ were trained on different vocabularies; the model directory is corrupted")
+        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal, _predictor=pred)
 
     @classmethod
     def untrained_like(cls, other: EventJEPA, seed: int = 0) -> EventJEPA:
@@ -110,21 +128,28 @@ class EventJEPA:
         return cls(config=other.config, device=str(other.device), _spec=other.spec)
 
     @classmethod
-    def fit(cls, events: Any, out: str | os.PathLike[str], config: Config | str = "small", overrides: list[str] | None = None, progress: bool | None = None, calibrate: bool = True) -> EventJEPA:
-        """Pretrain on an event table into ``out``, calibrate anomaly thresholds, return the model."""
-        from ejc.train.loop import pretrain
+    def fit(cls, events: Any, out: str | os.PathLike[str], config: Config | str = "compact", overrides: list[str] | None = None, progress: Any = None, calibrate: bool = True) -> EventJEPA:
+        """Train with the ``ejc train`` recipe on ``events`` into ``out`` and return the loaded model.
+
+        ``events``: an event table (path, ingest directory or Arrow table) or a list of
+        :class:`EventSequence`. ``progress``: a callable receiving one line per stage.
+        """
+        from ejc.train.recipe import train_model
 
         cfg = load_config(config, overrides) if isinstance(config, str) else config
-        pretrain(cfg, events, out, progress=progress)
-        model = cls.from_pretrained(out)
-        if calibrate:
-            seqs, _ = load_sequences(events, cfg.train.min_events)
-            model.calibrate(seqs, save_to=out)
-        return model
+        seqs = list(events) if isinstance(events, list) else load_sequences(events, cfg.train.min_events)[0]
+        train_model(cfg, seqs, out, progress=progress if callable(progress) else None, calibrate=calibrate)
+        return cls.from_pretrained(out)
 
     # -- batching ---------------------------------------------------------------------------
     def _tensors(self, seqs: list[EventSequence]) -> BatchTensors:
         return to_tensors(self.spec.collate(seqs, pad_to_multiple=self._pad), self.device)
+
+    def _context_states(self, bt: BatchTensors) -> torch.Tensor:
+        """``[b, L, d]`` causal states the heads read: with the drift feature for a model from ``ejc train``."""
+        if self.predictor is not None:
+            return self.predictor.first.states(bt)
+        return self.model.context(bt, causal=True).events
 
     @staticmethod
     def _as_sequence(seq: EventSequence | None, embeddings: Any, timestamps: Any) -> EventSequence:
@@ -139,8 +164,7 @@ class EventJEPA:
     def process(self, seq: EventSequence | None = None, *, embeddings: Any = None, timestamps: Any = None) -> ProcessOutput:
         """Per-event, per-level and pooled representations (EMA target encoder, whole sequence)."""
         s = self._as_sequence(seq, embeddings, timestamps)
-        if len(s) == 0:
-            raise EjcError("cannot process an empty sequence")
+        check_sequence(s, self.spec, "process input")
         out = self.model.encode(self._tensors([s]))
         n = len(s)
         levels = [lv[0, : -(-n // 2**i)].float().cpu().numpy() for i, lv in enumerate(out.levels)]
@@ -149,6 +173,7 @@ class EventJEPA:
     @torch.no_grad()
     def embed_sequences(self, seqs: list[EventSequence], batch_size: int = 32) -> np.ndarray:
         """``[len(seqs), d]`` pooled representations, batched."""
+        check_sequences(seqs, self.spec, "embed_sequences input", allow_empty=True)
         out = []
         for i in range(0, len(seqs), batch_size):
             out.append(self.model.encode(self._tensors(seqs[i : i + batch_size])).pooled.float().cpu().numpy())
@@ -178,9 +203,9 @@ class EventJEPA:
         from ejc.infer.simulate import sample_step
 
         self._heads()
-        for s in seqs:
-            if len(s) == 0:
-                raise EjcError(f"predict_next needs at least one observed event (sequence {s.id!r} is empty)")
+        check_sequences(seqs, self.spec, "predict_next input")
+        if self.predictor is not None:
+            return self._predict_shipped(list(seqs), num_steps, temperature, top_k, seed)
         gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
         curs = list(seqs)
         preds: list[list[PredictedEvent]] = [[] for _ in seqs]
@@ -192,6 +217,63 @@ class EventJEPA:
                 curs[i] = append_event(curs[i], ev)
         return preds
 
+    @torch.no_grad()
+    def _predict_shipped(self, seqs: list[EventSequence], num_steps: int, temperature: float, top_k: int, seed: int | None) -> list[list[PredictedEvent]]:
+        """``predict_next_batch`` with the shipped predictor; a sequence whose predicted event is END stops there."""
+        pred_model = self.predictor
+        assert pred_model is not None
+        heads = self._heads()
+        gen = torch.Generator().manual_seed(int(seed if seed is not None else 0))
+        names, mods = pred_model.names, self.spec.modalities
+        curs = list(seqs)
+        active = list(range(len(seqs)))
+        out: list[list[PredictedEvent]] = [[] for _ in seqs]
+        for _ in range(num_steps):
+            if not active:
+                break
+            p = pred_model.predict([curs[i] for i in active])
+            h = p.states.to(self.device)
+            probs = p.probs
+            gaps = p.gaps
+            if temperature > 0:
+                logits = np.log(np.clip(probs, 1e-30, None)) / temperature
+                probs = np.exp(logits - logits.max(1, keepdims=True))
+                probs /= probs.sum(1, keepdims=True)
+                picks = [int(torch.multinomial(torch.as_tensor(row), 1, generator=gen)) for row in probs]
+                gaps = heads.gap.sample(h, temperature, gen).double().cpu().numpy()
+            else:
+                picks = [int(i) for i in probs.argmax(1)]
+            cont = p.continuation()
+            m_probs = torch.softmax(heads.modality_head(h).float()[:, : len(mods)], -1).cpu().numpy()
+            still = []
+            for j, i in enumerate(active):
+                s = curs[i]
+                typ = names[picks[j]]
+                gap = float(gaps[j]) if s.timestamps is not None else 1.0
+                m_id = int(m_probs[j].argmax())
+                modality = mods[m_id]
+                vec = None
+                if typ != END and modality in self.spec.modality_dims:
+                    tid = torch.as_tensor([self.spec.vocab.stoi[typ]], device=self.device)
+                    vec = heads.predict_vector(modality, h[j : j + 1], tid)[0].float().cpu().numpy()
+                top = np.argsort(-probs[j], kind="stable")[: max(1, top_k)]
+                ev = PredictedEvent(
+                    timestamp=float(s.times[-1]) + gap,
+                    gap=gap,
+                    event_type=typ,
+                    type_probs={names[k]: float(probs[j, k]) for k in top if probs[j, k] > 0},
+                    modality=modality,
+                    modality_probs={mods[k]: float(m_probs[j, k]) for k in range(len(mods))},
+                    embedding=vec,
+                    if_continuing=cont[j],
+                )
+                out[i].append(ev)
+                if typ != END:
+                    curs[i] = append_event(s, ev)
+                    still.append(i)
+            active = still
+        return out
+
     def simulate(self, seq: EventSequence, num_steps: int = 10, num_paths: int = 16, constraints: Any = None, target_state: Any = None, temperature: float = 1.0, seed: int = 0) -> Any:
         """Sample future paths under constraints; see :mod:`ejc.infer.simulate`.
 
@@ -201,6 +283,7 @@ class EventJEPA:
         """
         from ejc.infer.simulate import Constraints, TargetState, simulate
 
+        check_sequence(seq, self.spec, "simulate input")
         if isinstance(constraints, dict):
             constraints = Constraints(**constraints)
         if isinstance(target_state, str):
@@ -214,13 +297,14 @@ class EventJEPA:
     @torch.no_grad()
     def surprise_components(self, seq: EventSequence) -> dict[str, np.ndarray]:
         """Raw per-event surprise components ``{name: [n]}`` (NaN where not applicable)."""
+        check_sequence(seq, self.spec, "anomaly_scores input")
         heads = self._heads()
         n = len(seq)
         comps = {k: np.full(n, np.nan) for k in ("type", "gap", "embedding", "latent")}
         if n < 2:
             return comps
         bt = self._tensors([seq])
-        hc = self.model.context(bt, causal=True).events[0, :n].float()
+        hc = self._context_states(bt)[0, :n].float()
         tgt = self.model.target(bt).events[0, :n].float()
         tgt = F.layer_norm(tgt, tgt.shape[-1:])
         src = hc[:-1]
@@ -280,6 +364,7 @@ class EventJEPA:
         """
         from ejc.infer.patterns import detect_patterns
 
+        check_sequence(seq, self.spec, "detect_patterns input")
         return detect_patterns(seq, kinds, representations=lambda: self.process(seq).events, **options)
 
 

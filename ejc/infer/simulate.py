@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ejc.data.sequence import EventSequence
+from ejc.data.sequence import END, EventSequence
 from ejc.errors import EjcError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class SimulationResult:
     paths: list[list[PredictedEvent]]
     reached: list[bool]  # per path: target reached
     reached_at: list[int | None]  # per path: step index of the target event
-    stopped: list[str]  # per path: "target", "steps", "horizon" or "dead_end"
+    stopped: list[str]  # per path: "target", "steps", "horizon", "end" (END predicted) or "dead_end"
 
     @property
     def target_probability(self) -> float:
@@ -116,7 +116,7 @@ def sample_step(model: EventJEPA, seqs: list[EventSequence], temperature: float,
     cropped = [s[len(s) - ctx :] if len(s) > ctx else s for s in seqs]
     bt = model._tensors(cropped)
     last = torch.as_tensor([len(s) - 1 for s in cropped], device=bt.valid.device)
-    h = model.model.context(bt, causal=True).events[torch.arange(len(cropped), device=last.device), last].float()  # [P, d]
+    h = model._context_states(bt)[torch.arange(len(cropped), device=last.device), last].float()  # [P, d]
     itos = model.spec.vocab.itos
     mods = model.spec.modalities
     V = len(itos)
@@ -205,6 +205,11 @@ def simulate(model: EventJEPA, seq: EventSequence, num_steps: int, num_paths: in
                 stopped[p] = "horizon"
                 continue
             paths[p].append(ev)
+            if ev.event_type == END:  # the model says the entity ends here (a model trained on complete cases)
+                stopped[p] = "end"
+                if target_state is not None and target_state.reached(ev):
+                    reached_at[p] = step
+                continue
             states[p] = append_event(states[p], ev)
             if target_state is not None and target_state.reached(ev):
                 stopped[p], reached_at[p] = "target", step

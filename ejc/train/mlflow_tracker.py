@@ -82,14 +82,17 @@ class MLflowTracker:
             self.client.set_tag(self.run_id, k, str(v))
 
     def register_model(self, name: str, checkpoint_dir: str | os.PathLike[str], extra_tags: dict[str, Any] | None = None) -> str:
-        """Upload ``checkpoint_dir`` as artifact ``model`` and register it; returns the version."""
+        """Upload ``checkpoint_dir`` (a step directory or an ``ejc train`` model directory) as artifact ``model`` and register it; returns the version."""
         from mlflow.exceptions import MlflowException
 
         from ejc.data.schema import EVENT_SCHEMA
 
-        ckpt = Path(checkpoint_dir)
-        self.client.log_artifacts(self.run_id, str(ckpt), "model")
-        meta = json.loads((ckpt / "config.json").read_text())
+        from ejc.train.checkpoint import resolve_checkpoint
+
+        src = Path(checkpoint_dir)  # a step directory, or a whole model directory from `ejc train`
+        step_dir = resolve_checkpoint(src) or src
+        self.client.log_artifacts(self.run_id, str(src), "model")
+        meta = json.loads((step_dir / "config.json").read_text())
         try:
             self.client.create_registered_model(name, description="Event-JEPA model (ejc)")
         except MlflowException as e:
