@@ -167,6 +167,7 @@ class FinetuneConfig:
     blend: bool = True  # blend with the drift-aware n-gram, weights chosen on the holdout
     max_n: int = 6  # largest n of the n-gram tried
     drift: bool = True  # absolute-time (drift) input feature
+    anomaly_quantile: float = 0.99  # sequence anomaly threshold: this quantile of the holdout's scores
 
     def problems(self) -> list[str]:
         p = []
@@ -179,6 +180,8 @@ class FinetuneConfig:
             p.append("finetune: need lr > 0 and non-negative weight_decay, jepa_weight, gap_weight")
         if not 0.0 < self.quantile < 1.0:
             p.append(f"finetune.quantile must be in (0, 1), got {self.quantile}")
+        if not 0.0 < self.anomaly_quantile <= 1.0:
+            p.append(f"finetune.anomaly_quantile must be in (0, 1], got {self.anomaly_quantile}")
         hl = self.half_lives
         if not isinstance(hl, (list, tuple)) or not hl or any(h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not h > 0) for h in hl):
             p.append(f"finetune.half_lives must be a non-empty list of positive numbers or null (no weighting), got {hl!r}")

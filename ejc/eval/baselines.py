@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ejc.data.sequence import END
+from ejc.model.counts import CountVectorNN  # noqa: F401  (re-exported)
 from ejc.model.ngram import BOS, RECENT_FRACTIONS, NGramPredictor, choose_ngram, choose_recent_ngram, most_recent  # noqa: F401  (re-exported: the baselines of every run)
 
 class LastEventPredictor:
@@ -43,39 +44,6 @@ class UnseenEventDetector:
 
     def score(self, cases: Sequence[Sequence[str]]) -> np.ndarray:
         return np.array([np.mean([t not in self.known for t in tl]) if len(tl) else 0.0 for tl in cases])
-
-
-class CountVectorNN:
-    """Score: Euclidean distance from a sequence's event-count vector to the nearest training one.
-
-    Count vectors have one entry per training type plus one for all unseen types.
-    """
-
-    name = "count_vector_nn"
-
-    def fit(self, cases: Sequence[Sequence[str]]) -> CountVectorNN:
-        self.index = {t: i for i, t in enumerate(sorted({t for tl in cases for t in tl}))}
-        self.train = np.unique(self.counts(cases), axis=0)
-        return self
-
-    def counts(self, cases: Sequence[Sequence[str]]) -> np.ndarray:
-        """``[N, V + 1]`` event counts (last column: types unseen in training)."""
-        v = len(self.index)
-        out = np.zeros((len(cases), v + 1), np.float64)
-        for i, tl in enumerate(cases):
-            for t in tl:
-                out[i, self.index.get(t, v)] += 1
-        return out
-
-    def score(self, cases: Sequence[Sequence[str]], batch: int = 512) -> np.ndarray:
-        x = self.counts(cases)
-        tn = (self.train**2).sum(1)
-        out = np.empty(len(x))
-        for s in range(0, len(x), batch):
-            xb = x[s : s + batch]
-            d2 = (xb**2).sum(1)[:, None] + tn[None, :] - 2 * xb @ self.train.T
-            out[s : s + batch] = np.sqrt(np.maximum(d2.min(1), 0.0))
-        return out
 
 
 class UnseenNgramFraction:

@@ -51,19 +51,15 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ablations", action="store_true", help="also train and score the recipe with JEPA off (same steps) and with seeds +1, +2 (3-4x the time)")
     q.set_defaults(func=_run_and_write, task_fn=task_next_event)
 
-    q = tasks.add_parser("anomaly", help="sequence anomaly detection, threshold chosen from training data only")
+    q = tasks.add_parser("anomaly", help="sequence anomaly detection through the shipped model (trained on normal sequences; its own threshold)")
     q.add_argument("--train", required=True, type=Path, help="training sequences (normal, or labelled with --label-col)")
     q.add_argument("--test", type=Path, default=None, help="test sequences labelled in --label-col")
     q.add_argument("--test-normal", type=Path, default=None, help="test sequences that are all normal")
     q.add_argument("--test-abnormal", type=Path, default=None, help="test sequences that are all anomalous")
     q.add_argument("--normal-label", default="0", help="label value of normal rows (default 0)")
-    q.add_argument("--threshold-quantile", type=float, default=0.99, help="threshold = this quantile of the out-of-fold normal training scores (default 0.99)")
-    q.add_argument("--threshold", choices=("auto", "quantile", "train-f1"), default="auto",
-                   help="threshold rule: quantile (of the out-of-fold normal training scores), train-f1 (best F1 of out-of-fold normal vs the "
-                   "training file's labelled anomalies, which are never trained on), auto (train-f1 when --label-col finds anomalies in --train; default)")
-    q.add_argument("--folds", type=int, default=5, help="cross-fitting folds: each detector is trained K times, each time scoring the held-out fold; thresholds come from all out-of-fold scores (default 5)")
+    q.add_argument("--work", type=Path, default=None, help="directory for the trained model (default: OUT's name + '.models' beside --out)")
     reader(q)
-    common(q, ANOMALY_OVERRIDES)
+    common(q, [], default_config="compact")
     q.set_defaults(func=_run_and_write, task_fn=task_anomaly)
 
     q = tasks.add_parser("probe", help="sequence labels -> logistic-regression probe on pooled representations")
@@ -182,7 +178,7 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
     from ejc.eval.report import make_result
 
     _seed(args)
-    cfg = _config(args, ANOMALY_OVERRIDES)
+    cfg = _config(args, [f"train.seed={args.seed}"])
     if (args.test is None) == (args.test_normal is None and args.test_abnormal is None):
         raise EjcError("give either --test (labels in --label-col) or both --test-normal and --test-abnormal")
     if args.test is None and (args.test_normal is None or args.test_abnormal is None):
@@ -201,8 +197,10 @@ def task_anomaly(args: argparse.Namespace) -> dict[str, Any]:
         normal = _load(args, args.test_normal).sequences
         abnormal = _load(args, args.test_abnormal).sequences
         test, labels = normal + abnormal, np.array([0] * len(normal) + [1] * len(abnormal))
-    _progress(f"{len(train)} normal (+ {len(train_anomalous)} anomalous) training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
-    run = run_anomaly(train, test, labels, cfg, args.seed, args.threshold_quantile, args.folds, train_anomalous, args.threshold, _progress)
+    _progress(f"{len(train)} normal (+ {len(train_anomalous)} anomalous, never trained on) training sequences, {len(test)} test sequences ({int(labels.sum())} anomalous); training")
+    work = _work_dir(args)
+    _fresh(work)
+    run = run_anomaly(train, test, labels, cfg, work, train_anomalous, _progress)
     if args.plot is not None:
         from ejc.eval.plots import plot_roc, plot_score_histograms
 

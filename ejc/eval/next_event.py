@@ -78,7 +78,16 @@ def score_test_prefixes(model_dir: str | Path, test: list[EventSequence]) -> dic
     model = EventJEPA.from_pretrained(model_dir)
     t = prefix_targets(test, with_end=model.config.finetune.ends)
     fp = facade_predictions(model, test, t)
-    return {**next_event_scores(fp.types, fp.gaps, t, fp.continuation), "prefixes": len(t), "prefixes_per_second": len(t) / max(fp.seconds, 1e-9)}
+    out = {**next_event_scores(fp.types, fp.gaps, t, fp.continuation), "prefixes": len(t), "prefixes_per_second": len(t) / max(fp.seconds, 1e-9)}
+    ng = model.predictor.ngram if model.predictor is not None else None
+    if ng is not None:  # the n-gram alone (the count part of the same directory), for scale
+        names = model.predictor.names
+        t0 = time.perf_counter()
+        for s in prefixes(test, t):
+            tl = type_list(s)
+            ng.distribution(tl, names), ng.predict(tl)
+        out["ngram_prefixes_per_second"] = len(t) / max(time.perf_counter() - t0, 1e-9)
+    return out
 
 
 def _part_scores(predictor: Any, cases: list[EventSequence], t: PrefixTargets, members: list[int] | None) -> dict[str, float]:

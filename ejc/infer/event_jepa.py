@@ -24,6 +24,7 @@ from ejc.data.sequence import EventSequence
 from ejc.embed.tokens import TypeVocab
 from ejc.data.sequence import END
 from ejc.errors import CheckpointError, EjcError
+from ejc.infer.detector import SequenceDetector
 from ejc.infer.predictor import NextEventPredictor
 from ejc.infer.validate import check_sequence, check_sequences
 from ejc.infer.anomaly import AnomalyResult, Calibration, combine, fit_calibration
@@ -81,6 +82,7 @@ class EventJEPA:
         _state: dict[str, torch.Tensor] | None = None,
         _calibration: Calibration | None = None,
         _predictor: NextEventPredictor | None = None,
+        _detector: SequenceDetector | None = None,
     ):
         ov = list(overrides or [])
         if num_levels is not None:
@@ -93,6 +95,7 @@ class EventJEPA:
         self.spec = _spec
         self.device = torch.device(device)
         self.predictor = _predictor
+        self.detector = _detector
         if _predictor is not None:  # one model: the facade's network is the predictor's first type member
             self.model = _predictor.first.jepa.to(self.device)
         else:
@@ -119,7 +122,8 @@ class EventJEPA:
         pred = NextEventPredictor.load(path, device) if NextEventPredictor.exists(path) else None
         if pred is not None and pred.spec.to_dict() != spec.to_dict():
             raise CheckpointError(f"{path}: the checkpoint and predictor/ were trained on different vocabularies; the model directory is corrupted")
-        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal, _predictor=pred)
+        det = SequenceDetector.load(path) if pred is not None else None
+        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal, _predictor=pred, _detector=det)
 
     @classmethod
     def untrained_like(cls, other: EventJEPA, seed: int = 0) -> EventJEPA:
@@ -342,17 +346,35 @@ class EventJEPA:
         return self.calibration
 
     def anomaly_scores(self, seq: EventSequence) -> AnomalyResult:
-        """Per-event and sequence surprise with the calibrated thresholds (inf when uncalibrated)."""
+        """Per-event and sequence surprise with the calibrated thresholds (inf when uncalibrated).
+
+        A model from ``ejc train`` scores the sequence with its shipped detector
+        (:mod:`ejc.infer.detector`: Fisher's combination of the largest type surprise and the
+        count-vector novelty, threshold from the recipe's holdout); otherwise the sequence score
+        is the mean event score and its threshold the calibration's.
+        """
         comps = self.surprise_components(seq)
         scores = combine(comps, self.calibration)
         cal = self.calibration
+        seq_score = float(scores.mean()) if scores.size else 0.0
+        seq_threshold = cal.sequence_threshold if cal else float("inf")
+        if self.detector is not None and self.predictor is not None:
+            seq_score = float(self.detector.score(self.predictor.first, self.spec, [seq])[0])
+            seq_threshold = self.detector.threshold
         return AnomalyResult(
             event_scores=scores,
             components=comps,
-            sequence_score=float(scores.mean()) if scores.size else 0.0,
+            sequence_score=seq_score,
             event_threshold=cal.event_threshold if cal else float("inf"),
-            sequence_threshold=cal.sequence_threshold if cal else float("inf"),
+            sequence_threshold=seq_threshold,
         )
+
+    def sequence_anomaly_scores(self, seqs: list[EventSequence]) -> np.ndarray:
+        """``[N]`` :meth:`anomaly_scores`' ``sequence_score`` of many sequences, batched."""
+        check_sequences(seqs, self.spec, "sequence_anomaly_scores input")
+        if self.detector is not None and self.predictor is not None:
+            return self.detector.score(self.predictor.first, self.spec, list(seqs))
+        return np.array([self.anomaly_scores(s).sequence_score for s in seqs])
 
     # -- patterns ---------------------------------------------------------------------------
     def detect_patterns(self, seq: EventSequence, kinds: list[str] | str | None = None, **options: Any) -> list[Any]:

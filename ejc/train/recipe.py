@@ -18,7 +18,9 @@ Stages, every choice made on a chronological holdout of the entities given (the 
 
 :func:`train_model` then writes MODEL/ (:func:`save_model`): the first type member as the
 checkpoint the facade loads, ``predictor/`` (every member, roles, blend, n-gram counts),
-``calibration.json`` and ``card.json`` (holdout metrics, data summary, choices, command, seconds).
+``detector.json`` (the sequence anomaly detector, :mod:`ejc.infer.detector`, calibrated on
+the holdout), ``calibration.json`` (per-event surprise) and ``card.json`` (holdout metrics, data
+summary, choices, command, seconds).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ejc.data.sequence import EventSequence
 from ejc.errors import EjcError
 from ejc.eval.metrics import scores_of_probs
 from ejc.eval.protocol import prefix_targets, type_list
+from ejc.infer.detector import SequenceDetector, fit_detector
 from ejc.infer.predictor import ROLES, Blend, NextEventPredictor, choose_blend
 from ejc.model.ngram import NGramPredictor, choose_recent_ngram, most_recent
 from ejc.train.finetune import FitResult, Progress, case_starts, fit_next_event, pretrain_cases, prefix_predictions
@@ -59,6 +62,7 @@ def holdout_split(seqs: list[EventSequence], val_fraction: float) -> tuple[list[
 @dataclass
 class RecipeResult:
     predictor: NextEventPredictor
+    detector: SequenceDetector | None = None
     card: dict[str, Any] = field(default_factory=dict)  # holdout metrics, choices, data summary, seconds
 
 
@@ -110,6 +114,9 @@ def fit_recipe(cfg: Config, seqs: list[EventSequence], seed: int | None = None, 
         g_ng = np.array([recent_fit.predict(type_list(val[c])[:k])[1] for c, k in zip(val_t.case, val_t.length)], np.float64)
         blend = choose_blend(vp, vg, vc, p_ng, g_ng, val_t, names)
         holdout_blend = scores_of_probs(blend.probs(vp, p_ng, blend.type_weight), blend.gaps(vg, g_ng), val_t, names, blend.probs(vc, p_ng, blend.cont_weight))
+
+    # the sequence anomaly detector, calibrated on the holdout by the holdout-stage net (never saw it)
+    detector = fit_detector(chosen["type"].net, chosen["type"].spec, fit, val, train if ft.refit else fit, ft.anomaly_quantile, ft.ends)
 
     # the members: per seed, one net per distinct (half-life, epochs) of the chosen roles, trained
     # on all entities (refit) or on the fit entities, for the chosen number of epochs
@@ -163,7 +170,8 @@ def fit_recipe(cfg: Config, seqs: list[EventSequence], seed: int | None = None, 
         "members": info,
         "train_seconds": round(seconds, 1),
     }
-    return RecipeResult(predictor, card)
+    card["detector"] = {"holdout_sequences": len(val), "quantile": ft.anomaly_quantile, "threshold": detector.threshold}
+    return RecipeResult(predictor, detector, card)
 
 
 def save_model(result: RecipeResult, out: str | os.PathLike[str], cfg: Config, calibration_seqs: list[EventSequence] | None = None, command: list[str] | None = None) -> Path:
@@ -188,6 +196,8 @@ def save_model(result: RecipeResult, out: str | os.PathLike[str], cfg: Config, c
     first = pred.first
     save_checkpoint(tmp, first.jepa, cfg, pred.spec, cfg.train.steps)
     pred.save(tmp)
+    if result.detector is not None:
+        result.detector.save(tmp)
     card = dict(result.card)
     if calibration_seqs:
         model = EventJEPA.from_pretrained(tmp)
