@@ -204,6 +204,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    _print_json(train_command(args))
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> dict[str, Any]:
+    """``ejc train`` without printing: train, write MODEL/, track and register; returns the summary
+    (``jobs/train.py`` runs this as a Ray task)."""
     from ejc.config import load_config
     from ejc.train.data import load_sequences
     from ejc.train.recipe import track_model, train_model
@@ -223,7 +230,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     status = "FAILED"
     try:
         say = lambda m: print(f"ejc train: {m}", file=sys.stderr, flush=True)  # noqa: E731
-        out = train_model(cfg, seqs, args.out, progress=say, command=["ejc", *args.argv], calibrate=not args.no_calibrate)
+        out = train_model(cfg, seqs, args.out, progress=say, command=["ejc", *getattr(args, "argv", sys.argv[1:])], calibrate=not args.no_calibrate)
         card = json.loads((out / "card.json").read_text())
         summary = {"model": str(out), "data": {**stats, **card["data"]}, "holdout": card["holdout"]["shipped"], "train_seconds": card["train_seconds"]}
         if tracker is not None:
@@ -232,8 +239,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         if tracker is not None:
             tracker.finish(status)
-    _print_json(summary)
-    return 0
+    return summary
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ def test_preset_values_and_unknown_preset():
     assert (small.model.d_model, small.train.steps, small.train.batch_size) == (64, 300, 16)
     assert base.model == ModelConfig() and base.train.steps == 2000
     assert preset("tiny") is not preset("tiny")  # fresh objects: callers may mutate
-    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; presets: \['base', 'small', 'tiny'\]"):
+    compact = preset("compact")  # the default of `ejc train`: full attention over 64 events, no case too short
+    assert (compact.model.encoder, compact.model.num_levels, compact.train.max_len, compact.train.steps, compact.train.min_events) == ("full", 2, 64, 200, 1)
+    assert compact.finetune.half_lives == [None, 0.3, 0.1, 0.03] and compact.finetune.ensemble == 3 and compact.finetune.ends
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'; presets: \['base', 'compact', 'small', 'tiny'\]"):
         preset("huge")
 
 
@@ -193,3 +196,13 @@ def test_apply_overrides_returns_a_copy():
         apply_overrides(cfg, ["model.d_model=-4"])
     assert cfg == before  # a failed override leaves the original alone too
     assert apply_overrides(cfg, None) == cfg
+
+
+def test_finetune_section_is_validated_all_at_once():
+    cfg = load_config("compact", ["finetune.half_lives=[null, 0.05]", "finetune.select=loss"])
+    assert cfg.finetune.half_lives == [None, 0.05] and cfg.finetune.select == "loss"
+    with pytest.raises(ConfigError) as e:
+        load_config("compact", ["finetune.half_lives=[-1]", "finetune.select=f1", "finetune.val_fraction=1.5", "finetune.ensemble=0"])
+    msg = str(e.value)
+    for part in ("finetune.half_lives", "finetune.select must be one of", "finetune.val_fraction", "finetune.ensemble must be at least 1"):
+        assert part in msg

@@ -112,7 +112,7 @@ def test_recent_ngram_follows_a_drifting_log():
 
 
 def test_continuation_accuracy_by_hand():
-    from ejc.eval.next_event import NextEventRun, continuation_types
+    from ejc.eval.metrics import continuation_types, next_event_scores
     from ejc.eval.protocol import PrefixTargets
 
     names = ["a", "b", END]
@@ -120,11 +120,10 @@ def test_continuation_accuracy_by_hand():
     assert continuation_types(probs, names).tolist() == ["b", "a", "b"]
     t = PrefixTargets(case=np.array([0, 0, 0]), length=np.array([1, 2, 3]), types=np.array(["b", "b", END], dtype=object),
                       gaps=np.array([10.0, 20.0, np.nan]))
-    run = NextEventRun(t, {"m": (np.array([END, "a", END], dtype=object), np.array([0.0, 0.0, 0.0]))}, probs, names, {}, 0.0,
-                       {"m": continuation_types(probs, names)})
-    m = run.metrics()["m"]
+    m = next_event_scores(np.array([END, "a", END], dtype=object), np.array([0.0, 0.0, 0.0]), t, continuation_types(probs, names))
     # as predicted: END, a, END -> 1 of 3 incl. END (the last), 0 of 2 excl. END; given it goes on: b, a -> 1 of 2
     assert (m["accuracy"], m["accuracy_excl_end_as_predicted"], m["accuracy_excl_end"]) == pytest.approx((1 / 3, 0.0, 0.5))
+    assert m["time_mae_days"] == pytest.approx(15.0 / 86400)
 
 
 def test_prefix_ceiling_by_hand():

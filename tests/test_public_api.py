@@ -7,7 +7,7 @@ import ejc
 
 PUBLIC = [
     "CheckpointError", "ColumnMapping", "Config", "ConfigError", "EVENT_SCHEMA", "EjcError", "EmbeddingConfig",
-    "EventJEPA", "EventSequence", "ReaderError", "SchemaError", "TableSpec", "TypeVocab", "Validator",
+    "END", "EventJEPA", "EventSequence", "ReaderError", "SchemaError", "TableSpec", "TypeVocab", "Validator",
     "create_embedder", "generate_synthetic", "ingest", "load_config", "pretrain", "read_events",
     "register_embedding_type", "sequences_from_table", "__version__",
     "register_pattern", "detect_patterns", "Constraints", "TargetState",

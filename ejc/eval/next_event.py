@@ -79,6 +79,17 @@ def score_test_prefixes(model_dir: str | Path, test: list[EventSequence]) -> dic
     t = prefix_targets(test, with_end=model.config.finetune.ends)
     fp = facade_predictions(model, test, t)
     out = {**next_event_scores(fp.types, fp.gaps, t, fp.continuation), "prefixes": len(t), "prefixes_per_second": len(t) / max(fp.seconds, 1e-9)}
+    if model.predictor is not None:  # the latency cost of the ensemble: one net per role, no n-gram, same prefixes
+        import copy
+
+        one = copy.copy(model.predictor)
+        one.roles = {r: idx[:1] for r, idx in one.roles.items()}
+        one.ngram = None
+        seqs = prefixes(test, t)
+        t0 = time.perf_counter()
+        for i in range(0, len(seqs), 1024):
+            one.predict(seqs[i : i + 1024])
+        out["seed0_nets_no_blend_prefixes_per_second"] = len(t) / max(time.perf_counter() - t0, 1e-9)
     ng = model.predictor.ngram if model.predictor is not None else None
     if ng is not None:  # the n-gram alone (the count part of the same directory), for scale
         names = model.predictor.names
