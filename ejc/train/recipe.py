@@ -83,9 +83,11 @@ def fit_recipe(cfg: Config, seqs: list[EventSequence], seed: int | None = None, 
     types_of = lambda ss: [type_list(s) for s in ss]  # noqa: E731
     val_t = prefix_targets(val, with_end=ft.ends)
 
+    timed = bool(np.isfinite(case_starts(fit)).any())
     rf, rn, r_scores = choose_recent_ngram(types_of(fit), types_of(val), ft.max_n, _gaps_of(fit))
-    say(f"{len(fit)} entities to fit, {len(val)} held out; drift-aware n-gram: n={rn} on the latest {rf:.0%}; half-lives {list(ft.half_lives) if np.isfinite(case_starts(fit)).any() else [None]}, {ft.ensemble} member(s)")
-    criteria = {"type": ft.select, "gap": ft.gap_select, "cont": ft.cont_select}
+    say(f"{len(fit)} entities to fit, {len(val)} held out; drift-aware n-gram: n={rn} on the latest {rf:.0%}; half-lives {list(ft.half_lives) if timed else [None]}, {ft.ensemble} member(s)")
+    # untimed entities have no gaps to predict: the gap role is served by the type role's net
+    criteria = {"type": ft.select, "gap": ft.gap_select if timed else ft.select, "cont": ft.cont_select}
     pretrained: dict[tuple[str, int], Any] = {}  # (entities, seed) -> its pretraining: deterministic, so run once
 
     def pre(which: str, s_m: int) -> Any:
@@ -94,7 +96,7 @@ def fit_recipe(cfg: Config, seqs: list[EventSequence], seed: int | None = None, 
         return pretrained[(which, s_m)]
 
     # recency weights need times: on untimed entities every half-life is the unweighted fit
-    half_lives = list(ft.half_lives) if np.isfinite(case_starts(fit)).any() else [None]
+    half_lives = list(ft.half_lives) if timed else [None]
     tried = [fit_next_event(cfg, fit, val, seed=seed, pretrained=pre("fit", seed), half_life=hl, progress=progress) for hl in half_lives]
     chosen = {role: min((fr.for_criterion(c) for fr in tried), key=lambda fr: fr.best_value) for role, c in criteria.items()}
     # holdout predictions of the chosen (seed-0) members: the blend weights and the card's metrics
