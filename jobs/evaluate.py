@@ -28,32 +28,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import ray
-
     from ejc.cli import build_parser
-    from ejc.errors import EjcError
     from ejc.eval.cli import evaluate_from_argv
     from ejc.eval.report import metrics_table, write_result
-    from jobs.ray_env import ensure_ray
+    from jobs.ray_env import run_task
 
     job, rest = parse_args(argv)
     # parse on the driver first: bad arguments fail here, before any cluster work
     args = build_parser().parse_args(["evaluate", *rest])
-    # the task's progress lines (stderr) reach the job's log; the result stays the last stdout line
-    started = ensure_ray(job.num_cpus, log_to_driver=True)
-    try:
-        task = ray.remote(num_cpus=job.task_cpus, max_retries=0)(evaluate_from_argv)
-        try:
-            result = ray.get(task.remote(list(rest)))
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
-            if isinstance(cause, EjcError):
-                print(f"jobs/evaluate.py: error: {cause}", file=sys.stderr)
-                return 2
-            raise
-    finally:
-        if started:
-            ray.shutdown()
+    rc, result = run_task(evaluate_from_argv, rest, "jobs/evaluate.py", job.task_cpus, start_cpus=job.num_cpus)
+    if rc:
+        return rc
     write_result(result, Path(args.out))
     print(metrics_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)

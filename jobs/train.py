@@ -40,28 +40,14 @@ def train_from_argv(argv: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import ray
-
     from ejc.cli import build_parser
-    from ejc.errors import EjcError
-    from jobs.ray_env import ensure_ray
+    from jobs.ray_env import run_task
 
     job, rest = parse_args(argv)
     build_parser().parse_args(["train", *rest])  # bad arguments fail here, before any cluster work
-    started = ensure_ray(job.num_cpus, log_to_driver=True)
-    try:
-        task = ray.remote(num_cpus=job.task_cpus, num_gpus=job.task_gpus, max_retries=0)(train_from_argv)
-        try:
-            summary = ray.get(task.remote(list(rest)))
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
-            if isinstance(cause, EjcError):
-                print(f"jobs/train.py: error: {cause}", file=sys.stderr)
-                return 2
-            raise
-    finally:
-        if started:
-            ray.shutdown()
+    rc, summary = run_task(train_from_argv, rest, "jobs/train.py", job.task_cpus, job.task_gpus, job.num_cpus)
+    if rc:
+        return rc
     print(json.dumps(summary), flush=True)
     return 0
 
