@@ -37,7 +37,7 @@ def model_dir(tmp_path_factory):
     from ejc.infer.event_jepa import EventJEPA
 
     out = tmp_path_factory.mktemp("model")
-    EventJEPA.fit(random_table(num=10, seed=1), out, config="tiny", overrides=["train.steps=2"], progress=False, calibrate=False)
+    EventJEPA.fit(random_table(num=10, seed=1), out, config="tiny", overrides=["train.steps=2", "finetune.max_epochs=1", "finetune.half_lives=[null]", "finetune.ensemble=1"], progress=False, calibrate=False)
     return out
 
 

@@ -284,6 +284,9 @@ class EventJEPA:
         ``constraints``: a :class:`~ejc.infer.simulate.Constraints` or a dict of its fields;
         ``target_state``: a :class:`~ejc.infer.simulate.TargetState`, a dict of its fields, or an
         event-type string. Returns a :class:`~ejc.infer.simulate.SimulationResult`.
+        A model from ``ejc train`` samples with its first type member (drift feature included;
+        the ensemble and the n-gram blend serve ``predict_next`` only); a sampled END ends a
+        path (``stopped == "end"``).
         """
         from ejc.infer.simulate import Constraints, TargetState, simulate
 
