@@ -476,3 +476,26 @@ def test_a_type_only_in_the_holdout_is_predicted_and_scored(tmp_path):
     assert run.names == ["b", "a", END, "z"]
     assert run.probs.shape == (len(run.targets), 4) and np.allclose(run.probs.sum(1), 1.0)
     assert run.predictions["ejc"].tolist() == [run.names[i] for i in run.probs.argmax(1)]
+
+
+def test_evaluation_run_is_tracked_and_its_model_registered(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from serve.loading import load_model
+
+    (tmp_path / "train").write_text("".join(f"n{i},a b c{' c' * (i % 2)}\n" for i in range(10)))
+    (tmp_path / "normal").write_text("".join(f"t{i},a b c\n" for i in range(4)))
+    (tmp_path / "abnormal").write_text("x0,a b x\nx2,y\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    err: list[str] = []
+    res = run_cli(["evaluate", "anomaly", "--train", str(tmp_path / "train"), "--test-normal", str(tmp_path / "normal"), "--test-abnormal", str(tmp_path / "abnormal"),
+                   *FAST_ANOMALY, "--out", str(tmp_path / "a.json"), "--tracking-uri", uri, "--register", "ejc-eval"], capsys, err)
+    run_id = next(line for line in err if "logged to MLflow run" in line).split("run ")[1].split(" ")[0]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["task"] == "anomaly"
+    for method, vals in res["metrics"].items():
+        assert run.data.metrics[f"{method}.auroc"] == pytest.approx(vals["auroc"])
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"a.json", "card.json", "model"}
+    model, info = load_model("models:/ejc-eval/1", uri)  # registered only because --register asked
+    assert info.version == "ejc-eval/1" and model.detector is not None and model.detector.threshold == pytest.approx(res["metrics"]["ejc"]["threshold"], abs=1e-6)

@@ -33,6 +33,9 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--plot", type=Path, default=None, metavar="DIR", help="also write PNG figures into DIR")
         q.add_argument("--seed", type=int, default=0, help="random seed; the same seed on CPU gives identical metrics")
         q.add_argument("--dataset", default=None, help="name shown in the result (default: the source file name)")
+        q.add_argument("--tracking-uri", default=None, help="log the run to MLflow at this URI (metrics of every method, the record, plots, the model card and MODEL/); off by default")
+        q.add_argument("--experiment", default="ejc-evaluate", help="MLflow experiment of the run (with --tracking-uri)")
+        q.add_argument("--register", default=None, metavar="NAME", help="also register the trained MODEL/ under NAME (with --tracking-uri; next-event and anomaly)")
         q.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: these small models train fastest and bit-repeatably on one)")
 
     def reader(q: argparse.ArgumentParser) -> None:
@@ -101,9 +104,44 @@ def _run_and_write(args: argparse.Namespace) -> int:
 
     result = args.task_fn(args)
     write_result(result, args.out)
+    if args.tracking_uri is not None:
+        result_tracking = track_evaluation(result, args)
+        print(f"ejc evaluate: logged to MLflow run {result_tracking['run_id']} at {args.tracking_uri}", file=sys.stderr, flush=True)
     print(metrics_table(result), file=sys.stderr, flush=True)  # for people; the record below is for programs
     print(json.dumps(result), flush=True)
     return 0
+
+
+def track_evaluation(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One MLflow run of an evaluation: config params, ``<method>.<metric>`` metrics, the result
+    JSON, the plots, the model card and the trained MODEL/ as artifacts; MODEL/ registered under
+    ``--register`` when given."""
+    import math
+
+    from ejc.train.mlflow_tracker import MLflowTracker
+
+    tracker = MLflowTracker(args.tracking_uri, experiment=args.experiment, run_name=f"{result['task']}:{result['dataset']}")
+    status = "FAILED"
+    try:
+        cfg = (result.get("details") or {}).get("config") or {}
+        tracker.log_params({"task": result["task"], "dataset": result["dataset"], **{f"{sec}.{k}": v for sec, vals in cfg.items() if isinstance(vals, dict) for k, v in vals.items()}})
+        tracker.log_metrics({f"{m}.{k}": v for m, vals in result["metrics"].items() for k, v in vals.items() if isinstance(v, (int, float)) and math.isfinite(v)} | {"train_seconds": result["train_seconds"]}, 0)
+        tracker.log_artifact(args.out)
+        if args.plot is not None and Path(args.plot).is_dir():
+            tracker.log_artifact(args.plot, "plots")
+        d = result.get("details") or {}
+        model_dir = (d.get("ejc") or {}).get("model_dir") or d.get("model_dir")
+        out: dict[str, Any] = {"run_id": tracker.run_id}
+        if model_dir and Path(model_dir).is_dir():
+            tracker.log_artifact(Path(model_dir) / "card.json")
+            if args.register:
+                out["model"] = {"name": args.register, "version": tracker.register_model(args.register, model_dir)}
+            else:
+                tracker.log_artifact(model_dir, "trained_model")
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
+    return out
 
 
 def evaluate_from_argv(argv: list[str]) -> dict[str, Any]:
