@@ -168,7 +168,7 @@ def test_health_version_docs(server, assets):
     r = requests.get(server["base"] + "/healthz", timeout=30)
     assert r.status_code == 200 and r.json() == {"status": "ok", "model": True, "cube": True}
     v = requests.get(server["base"] + "/v1/version", headers=H, timeout=30).json()
-    assert v["model"]["version"] == "ejc-serve/1" and v["model"]["source"] == "models:/ejc-serve/1" and v["model"]["step"] == 5
+    assert v["model"]["version"] == "ejc-serve/1" and v["model"]["source"] == "models:/ejc-serve/1" and v["model"]["step"] == 10  # the `ejc train` model: 10 pretraining steps
     assert v["model"]["calibrated"] is True and v["model"]["modalities"] == {"behavior": 16, "text": 24, "image": 32}
     assert v["cube"]["version"] == assets["cube"].version and v["cube"]["entities"] == 400 and v["cube"]["modalities"] == ["image", "text"]
     spec = requests.get(server["base"] + "/openapi.json", timeout=30).json()
