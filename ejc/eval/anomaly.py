@@ -19,6 +19,7 @@ recipe with no neural net). Test labels only score: ``auroc``, ``precision`` / `
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def run_anomaly(
         "flagged_when": "score > the quantile of the holdout scores (the shipped detector: its own threshold from MODEL/detector.json)",
         "model_dir": str(model_dir),
         "score_seconds": round(score_seconds, 1),
-        "card": {k: v for k, v in __import__("json").loads((Path(model_dir) / "card.json").read_text()).items() if k in ("detector", "members", "train_seconds", "data")},
+        "card": {k: v for k, v in json.loads((Path(model_dir) / "card.json").read_text()).items() if k in ("detector", "members", "train_seconds", "data")},
         "best_f1_note": "best_f1 picks the threshold with the test labels: optimistic",
     }
     if train_anomalous:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ejc.config import Config, apply_overrides
-from ejc.data.sequence import EventSequence
+from ejc.data.sequence import END, EventSequence
 from ejc.errors import EjcError
 from ejc.eval.metrics import continuation_types, most_likely_types, next_event_scores
 from ejc.eval.protocol import PrefixTargets, Split, prefix_targets, type_list
@@ -79,12 +79,9 @@ def score_test_prefixes(model_dir: str | Path, test: list[EventSequence]) -> dic
     t = prefix_targets(test, with_end=model.config.finetune.ends)
     fp = facade_predictions(model, test, t)
     out = {**next_event_scores(fp.types, fp.gaps, t, fp.continuation), "prefixes": len(t), "prefixes_per_second": len(t) / max(fp.seconds, 1e-9)}
-    if model.predictor is not None:  # the latency cost of the ensemble: one net per role, no n-gram, same prefixes
-        import copy
-
-        one = copy.copy(model.predictor)
-        one.roles = {r: idx[:1] for r, idx in one.roles.items()}
-        one.ngram = None
+    if model.predictor is not None:  # the latency cost of the ensemble: the seed-0 nets, no n-gram, same prefixes
+        p = model.predictor
+        one = p.subset([i for i, m in enumerate(p.members) if m.get("seed") == model.config.train.seed], blend=False)
         seqs = prefixes(test, t)
         t0 = time.perf_counter()
         for i in range(0, len(seqs), 1024):
@@ -103,15 +100,7 @@ def score_test_prefixes(model_dir: str | Path, test: list[EventSequence]) -> dic
 
 def _part_scores(predictor: Any, cases: list[EventSequence], t: PrefixTargets, members: list[int] | None) -> dict[str, float]:
     """Scores of the shipped nets without the blend (``members``: only those nets per role)."""
-    import copy
-
-    from ejc.infer.predictor import Blend
-
-    p = copy.copy(predictor)
-    p.ngram, p.blend = None, Blend()
-    if members is not None:
-        p.roles = {r: [i for i in idx if i in members] for r, idx in predictor.roles.items()}
-    out = p.predict(prefixes(cases, t))
+    out = predictor.subset(members, blend=False).predict(prefixes(cases, t))
     return next_event_scores(most_likely_types(out.probs, out.names), out.gaps, t, continuation_types(out.cont_probs, out.names))
 
 
@@ -166,14 +155,12 @@ def run_next_event(split: Split, cfg: Config, work_dir: str | Path, progress: Pr
     base: dict[str, dict[str, float]] = {}  # the baselines, reported after the model's rows
     predictions: dict[str, np.ndarray] = {}
     details: dict[str, Any] = {}
-    try:
-        from ejc.eval.gbt import fit_gbt_baseline
-    except ImportError:  # pragma: no cover - the module ships with ejc
-        fit_gbt_baseline = None
-    if fit_gbt_baseline is not None and all(s.timestamps is not None for s in split.train):
+    from ejc.eval.gbt import fit_gbt_baseline
+
+    if all(s.timestamps is not None for s in split.train):
         t0 = time.perf_counter()
         gbt, choice = fit_gbt_baseline(split.fit, split.val, split.train)
-        names_g = sorted({*(t for tl in types_of(split.train) for t in tl), *(["<end>"] if ft.ends else [])})
+        names_g = sorted({*(t for tl in types_of(split.train) for t in tl), *([END] if ft.ends else [])})
         gp, gg = gbt.predict(split.test, targets, names_g)
         base["gbt"] = next_event_scores(most_likely_types(gp, names_g), gg, targets, continuation_types(gp, names_g))
         details["gbt"] = {**choice.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}

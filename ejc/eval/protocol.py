@@ -83,6 +83,13 @@ def start_time(seq: EventSequence) -> float:
     return float(seq.timestamps[0]) if seq.timestamps is not None and len(seq) else float("nan")
 
 
+def by_start_time(seqs: list[EventSequence]) -> list[EventSequence]:
+    """``seqs`` sorted by first event time; ties and untimed cases keep their order (untimed last)."""
+    starts = np.array([start_time(s) for s in seqs])
+    key = np.where(np.isnan(starts), np.inf, starts) if not np.isnan(starts).all() else np.zeros(len(seqs))
+    return [seqs[i] for i in np.argsort(key, kind="stable")]
+
+
 def chronological_split(seqs: list[EventSequence], test_fraction: float = 1 / 3, val_fraction: float = 0.2) -> Split:
     """Sort cases by first event time (ties and untimed cases keep their order) and split.
 
@@ -93,10 +100,7 @@ def chronological_split(seqs: list[EventSequence], test_fraction: float = 1 / 3,
         raise EjcError(f"need 0 < test_fraction < 1 and 0 <= val_fraction < 1, got {test_fraction}, {val_fraction}")
     if len(seqs) < 3:
         raise EjcError(f"a train/validation/test split needs at least 3 cases, got {len(seqs)}")
-    starts = np.array([start_time(s) for s in seqs])
-    key = np.where(np.isnan(starts), np.inf, starts) if not np.isnan(starts).all() else np.zeros(len(seqs))
-    order = np.argsort(key, kind="stable")
-    ordered = [seqs[i] for i in order]
+    ordered = by_start_time(seqs)
     n_train = max(1, min(len(seqs) - 1, int(len(seqs) * (1 - test_fraction) + 1e-9)))
     n_val = int(round(val_fraction * n_train))
     n_fit = max(1, n_train - n_val)
@@ -151,4 +155,4 @@ def prefix_targets(seqs: list[EventSequence], with_end: bool = True) -> PrefixTa
     return PrefixTargets(np.asarray(case, np.int64), np.asarray(length, np.int64), np.asarray(types, dtype=object), np.asarray(gaps, np.float64))
 
 
-__all__ = ["END", "LoadedLog", "PrefixTargets", "Split", "chronological_split", "load_log", "prefix_targets", "start_time", "type_list"]
+__all__ = ["END", "LoadedLog", "PrefixTargets", "Split", "by_start_time", "chronological_split", "load_log", "prefix_targets", "start_time", "type_list"]

@@ -123,6 +123,11 @@ class NextEventPredictor:
         for n in nets:
             n.eval()
 
+    def subset(self, members: list[int] | None = None, blend: bool = True) -> NextEventPredictor:
+        """A view on the same nets: only ``members`` per role (None: all), without the n-gram when not ``blend``."""
+        roles = {r: [i for i in idx if members is None or i in members] for r, idx in self.roles.items()}
+        return NextEventPredictor(self.nets, roles, self.spec, self.ngram if blend else None, self.blend if blend else Blend(), self.quantile, self.members)
+
     @property
     def first(self) -> NextEventNet:
         """The first ``type`` member: the net whose heads give modalities, vectors and sampled gaps."""

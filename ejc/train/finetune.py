@@ -29,7 +29,7 @@ import torch
 from ejc.config import SELECTIONS, Config
 from ejc.data.sequence import END, EventSequence, window_sequence
 from ejc.errors import EjcError
-from ejc.eval.metrics import most_likely_types, scores_of_probs
+from ejc.eval.metrics import scores_of_probs
 from ejc.eval.protocol import PrefixTargets, prefix_targets, start_time, type_list
 from ejc.model.encoder import to_tensors
 from ejc.model.next_event import NextEventNet, TimeScale
@@ -294,4 +294,4 @@ def prefix_predictions(net: NextEventNet, spec: DataSpec, cases: list[EventSeque
     return probs, gaps
 
 
-__all__ = ["FitResult", "Progress", "case_starts", "fit_next_event", "most_likely_types", "prefix_predictions", "pretrain_cases", "recency_weights", "selection_value", "with_end"]
+__all__ = ["FitResult", "Progress", "case_starts", "fit_next_event", "prefix_predictions", "pretrain_cases", "recency_weights", "selection_value", "with_end"]

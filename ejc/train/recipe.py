@@ -39,7 +39,7 @@ from ejc.config import Config
 from ejc.data.sequence import EventSequence
 from ejc.errors import EjcError
 from ejc.eval.metrics import scores_of_probs
-from ejc.eval.protocol import prefix_targets, type_list
+from ejc.eval.protocol import by_start_time, prefix_targets, type_list
 from ejc.infer.detector import SequenceDetector, fit_detector
 from ejc.infer.predictor import ROLES, Blend, NextEventPredictor, choose_blend
 from ejc.model.ngram import NGramPredictor, choose_recent_ngram, most_recent
@@ -52,9 +52,7 @@ def holdout_split(seqs: list[EventSequence], val_fraction: float) -> tuple[list[
     """``(fit, holdout)``: entities sorted by first-event time (untimed ones keep their order, last), the last ``val_fraction`` held out."""
     if len(seqs) < 2:
         raise EjcError(f"ejc train needs at least 2 entities (one to fit, one to hold out), got {len(seqs)}")
-    starts = case_starts(seqs)
-    key = np.where(np.isnan(starts), np.inf, starts) if not np.isnan(starts).all() else np.zeros(len(seqs))
-    ordered = [seqs[i] for i in np.argsort(key, kind="stable")]
+    ordered = by_start_time(seqs)
     n_val = min(len(seqs) - 1, max(1, int(round(val_fraction * len(seqs)))))
     return ordered[: len(seqs) - n_val], ordered[len(seqs) - n_val :]
 
