@@ -343,7 +343,18 @@ def test_anomaly_command_label_column_trains_on_normal_rows_only(tmp_path, capsy
     assert ue["auroc"] == 1.0 and ue["threshold"] == 0.0
     # z z (all unseen) and a q (half unseen) are above the holdout's 0; the normals are not
     assert (ue["precision"], ue["recall"], ue["f1"]) == pytest.approx((1.0, 1.0, 1.0))
-    assert 0.0 <= d["train_anomalous_f1"]["ejc"] <= 1.0
+    # the training-anomaly F1 is the saved model's threshold applied to its holdout vs those anomalies
+    from ejc.eval.metrics import precision_recall_f1
+    from ejc.infer.detector import fisher_combine
+    from ejc.infer.event_jepa import EventJEPA
+
+    model = EventJEPA.from_pretrained(d["model_dir"])
+    from ejc.data.sequence import EventSequence
+
+    anomalous = [EventSequence(embeddings=None, event_types=["z", "z", "z"], id=f"a{i}") for i in range(3)]  # the 3 labelled rows
+    hold, a = fisher_combine(model.detector.calibration), model.sequence_anomaly_scores(anomalous)
+    want = precision_recall_f1(np.r_[hold, a] > model.detector.threshold, np.r_[np.zeros(len(hold)), np.ones(len(a))])["f1"]
+    assert d["train_anomalous_f1"]["ejc"] == pytest.approx(want, abs=1e-6)
 
 
 def test_probe_command(tmp_path, capsys):
