@@ -247,12 +247,12 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quickstart", help="synthetic data -> ingest -> short pretraining -> probe result, all local")
+    p = sub.add_parser("quickstart", help="synthetic data -> ingest -> ejc train (a small budget) -> probe result, all local; OUT/model is servable")
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="working directory (default runs/quickstart)")
     p.add_argument("--entities", type=int, default=240)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default="small")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--config", default="compact", help="preset or YAML file (default compact, as ejc train)")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides, applied after the quickstart's budget (ejc.quickstart.QUICKSTART_OVERRIDES)")
     p.add_argument("--no-track", action="store_true", help="do not log to the local MLflow store (OUT/mlflow.db)")
     p.set_defaults(func=_cmd_quickstart)
 
@@ -260,7 +260,8 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from ejc.quickstart import run_quickstart
 
-    _print_json(run_quickstart(args.out, entities=args.entities, seed=args.seed, config=args.config, overrides=args.overrides, track=not args.no_track))
+    say = lambda m: print(f"ejc quickstart: {m}", file=sys.stderr, flush=True)  # noqa: E731
+    _print_json(run_quickstart(args.out, entities=args.entities, seed=args.seed, config=args.config, overrides=args.overrides, track=not args.no_track, progress=say))
     return 0
 
 

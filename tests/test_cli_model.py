@@ -41,11 +41,21 @@ def test_pretrain_cli_reports_every_config_problem_without_traceback(tmp_path):
     assert line.startswith("ejc: error: invalid configuration (2 problem(s))") and "d_modl" in line and "mask_ratio" in line
 
 
-def test_quickstart_runs_end_to_end(tmp_path, capsys):
-    assert main(["quickstart", "--out", str(tmp_path / "qs"), "--entities", "24", "--config", "tiny", "train.steps=6", "--no-track"]) == 0
+def test_quickstart_trains_the_deployable_model_end_to_end(tmp_path, capsys):
+    from ejc.infer.event_jepa import EventJEPA
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--entities", "24", "--config", "tiny", "train.steps=6", "finetune.max_epochs=2", "finetune.patience=1", "--no-track"]) == 0
     res = _last_json(capsys.readouterr().out)
     assert res["ingest"]["read"] == res["synth"]["events"] == res["ingest"]["accepted"]
-    assert res["pretrain"]["steps"] == 6
+    # the same recipe as `ejc train`: MODEL/ with the shipped predictor, detector and card
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert res["model"] == str(out / "model") and res["train"]["pretrain_steps"] == 6 == card["config"]["train"]["steps"]
+    assert card["config"]["finetune"]["half_lives"] == [None] and card["config"]["finetune"]["ensemble"] == 1 and card["config"]["finetune"]["max_epochs"] == 2
+    assert res["train"]["holdout"] == card["holdout"]["shipped"] and 0.0 <= res["train"]["holdout"]["accuracy"] <= 1.0
+    model = EventJEPA.from_pretrained(out / "model")
+    assert model.predictor is not None and model.detector is not None
+    assert res["anomaly_thresholds"]["detector"] == model.detector.threshold
     probe = res["probe_accuracy_entity_class"]
     assert set(probe) == {"ejc_jepa", "random_encoder", "mean_raw_embedding"}
     assert all(0.0 <= v <= 1.0 for v in probe.values())

@@ -164,20 +164,37 @@ def test_killed_worker_resumes_from_last_checkpoint_without_repeating_steps(job,
     assert _history(uri, res["mlflow_run_id"], "resumed_from_step")[0][1] == res["resumed_from_step"]
 
 
-def test_pipeline_job_runs_synth_to_registered_model(job, tmp_path, capsys):
+def test_pipeline_job_runs_synth_to_the_registered_deployable_model(job, tmp_path, capsys):
+    from ejc.data.sequence import sequences_from_table
+    from ejc.data.synth import generate
+    from ejc.infer.event_jepa import EventJEPA
+    from serve.loading import load_model
+
     spec = importlib.util.spec_from_file_location("ejc_job_pipeline", ROOT / "jobs" / "pipeline.py")
     pipeline = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pipeline)
-    assert pipeline.main(["--config", "tiny", "--out", str(tmp_path / "p"), "--entities", "24", "train.steps=3"]) == 0
+    fast = ["train.steps=3", "finetune.max_epochs=2", "finetune.patience=1"]
+    assert pipeline.main(["--config", "tiny", "--out", str(tmp_path / "p"), "--entities", "24", *fast]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ing = res["ingest"]
     assert ing["read"] == res["synth"]["events"] == ing["accepted"] + ing["quarantined"]
-    # the ingest pipeline cut the training windows (tiny: train.max_len 32) and the job trained on them
-    win = pq.read_table(tmp_path / "p" / "ingested" / "windows")
-    assert ing["windows"] == win.num_rows > 0 and max(win.column("num_events").to_pylist()) == 32
     assert sum(pq.read_table(tmp_path / "p" / "ingested" / "events").column("entity_id").is_valid().to_pylist()) == ing["accepted"]
-    assert res["pretrain"]["steps"] == 3 and res["pretrain"]["mlflow_model"]["version"] == "1"
-    assert res["pretrain"]["tracking_uri"] == f"sqlite:///{tmp_path / 'p' / 'mlflow.db'}"
+    # the recipe trained on the pipeline's event table, with the quickstart budget before the command line's overrides
+    model_dir = tmp_path / "p" / "model"
+    assert res["train"]["model"] == str(model_dir) and res["train"]["data"]["entities"] == 24
+    assert res["train"]["overrides"][:3] == ["finetune.half_lives=[null]", "finetune.ensemble=1", "finetune.max_epochs=15"] and res["train"]["overrides"][3:] == fast
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["config"]["train"]["steps"] == 3 and card["config"]["finetune"]["max_epochs"] == 2 and len(card["members"]) >= 1
+    assert res["mlflow"]["model"] == {"name": "ejc-event-jepa", "version": "1"} and res["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'p' / 'mlflow.db'}"
+    # what the registry serves is the directory the job wrote: shipped predictor and detector, same answers
+    served, _ = load_model("models:/ejc-event-jepa/1", res["mlflow"]["tracking_uri"])
+    local = EventJEPA.from_pretrained(model_dir)
+    assert served.predictor is not None and served.detector is not None
+    qs = [s[:5] for s in sequences_from_table(generate(6, seed=5)[0])]
+    a, b = local.predict_next_batch(qs), served.predict_next_batch(qs)
+    assert [p[0].event_type for p in a] == [p[0].event_type for p in b] and np.allclose([p[0].gap for p in a], [p[0].gap for p in b])
     probe = res["probe_accuracy_entity_class"]
     assert set(probe) == {"ejc_jepa", "random_encoder", "mean_raw_embedding", "chance"} and probe["chance"] == 0.25
     assert all(0.0 <= v <= 1.0 for v in probe.values())
+    # a second run never overwrites the model
+    assert pipeline.main(["--config", "tiny", "--out", str(tmp_path / "p"), "--entities", "24", *fast]) == 2

@@ -93,14 +93,21 @@ def data_spec_from_summaries(dim_rows: Iterable[Mapping[str, Any]], type_counts:
 
 
 def read_event_table(events: str | os.PathLike[str] | pa.Table) -> pa.Table:
-    """An event table from a table, a Parquet file, or an ``ejc ingest``/``ejc synth`` directory."""
+    """An event table from a table, a Parquet file, an ``ejc ingest``/``ejc synth`` directory
+    (``DIR/events.parquet``), or the Ray ingest pipeline's output (``DIR/events/part-*.parquet``,
+    or that ``events`` directory itself)."""
     if isinstance(events, pa.Table):
         table = events
     else:
         p = Path(events)
         if p.is_dir():
-            p = p / "events.parquet"
-        if not p.is_file():
+            if (p / "events.parquet").is_file():
+                p = p / "events.parquet"
+            elif (p / "events").is_dir() and any((p / "events").glob("*.parquet")):
+                p = p / "events"
+            elif not any(p.glob("*.parquet")):
+                p = p / "events.parquet"
+        if not p.exists():
             raise EjcError(f"{p}: no event table here; create one with `ejc ingest SRC --out DIR` or `ejc synth --out DIR`")
         try:
             table = pq.read_table(p)
