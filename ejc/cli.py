@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ejc.cube.cli import add_index_commands
 
     add_index_commands(sub)
+    from ejc.logs.cli import add_logs_commands
+
+    add_logs_commands(sub)
     from ejc.eval.cli import add_evaluate_commands
 
     add_evaluate_commands(sub)

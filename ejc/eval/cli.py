@@ -81,6 +81,10 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--k", type=int, default=10, help="cut-off of recall@k (reported as recall_at_<k>)")
     q.set_defaults(func=_run_and_write, task_fn=task_retrieval)
 
+    from ejc.eval.log_anomaly import add_log_anomaly_task  # per-line log alerts: ejc/eval/log_anomaly.py
+
+    add_log_anomaly_task(tasks)
+
 
 # ----------------------------------------------------------------------------------------------
 # helpers
