@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ejc.cli import main
+from ejc.eval.cli import evaluate_from_argv
 from ejc.eval.log_anomaly import binary_scores, labels_from_truth
 from ejc.errors import EjcError
 
@@ -40,6 +41,11 @@ def test_evaluate_log_anomaly_scores_the_shipped_commands(tmp_path, capsys):
     kw = res["metrics"]["severity_keyword"]
     assert kw["recall"] == 1.0 and kw["f1"] == pytest.approx(0.5165, abs=1e-3)
     assert res["details"]["train"]["lines"] == 1000 and res["details"]["process"]["lines"] == 1000
+    # jobs/evaluate.py's entry point runs the same task and returns the same figures
+    rerun = evaluate_from_argv(["log-anomaly", "--input", str(BGL / "BGL_2k.log"), "--truth", str(BGL / "BGL_2k.log_structured.csv"), "--out", str(tmp_path / "r2.json"), "--no-event-model"])
+    quality = ("precision", "recall", "f1", "auroc", "alerts")
+    assert {k: rerun["metrics"]["ejc"][k] for k in quality} == pytest.approx({k: ejc[k] for k in quality})
+    assert rerun["metrics"]["severity_keyword"]["f1"] == pytest.approx(kw["f1"])
 
 
 def test_labels_must_fit_the_log(tmp_path):

@@ -114,6 +114,16 @@ def test_train_summarises_and_calibrates(trained):
     assert cal["ngram_order"] in (1, 2, 3, 4) and cal["scale"] >= 0.05
     assert cal["calibration_lines"] == 1200  # everything after the 20% warm-up, no severities here
     assert cal["calibration_alert_rate_at_default"] < 0.01
+    assert model.summary["issues"]["invalid_utf8"] == 0 and not any(model.summary["issues"].values())  # clean lines: nothing repaired
+
+
+def test_train_counts_what_it_had_to_repair_in_raw_bytes():
+    lines = [ln.encode() for ln in syslog_lines(40, seed=1)]
+    lines[3] = lines[3] + b" \xff\xfe"  # invalid UTF-8
+    lines[7] = lines[7].replace(b" ", b"\x00 ", 1)  # a NUL
+    model = LogModel.train(lines)
+    assert model.summary["lines"] == 40
+    assert {k: v for k, v in model.summary["issues"].items() if v} == {"invalid_utf8": 1, "control_chars": 1}
 
 
 def test_saved_model_scores_like_the_trained_one_and_flags_the_odd_line(trained):

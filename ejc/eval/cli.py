@@ -1,4 +1,4 @@
-"""``ejc evaluate {next-event,anomaly,probe,retrieval}``: evaluation tasks on the command line.
+"""``ejc evaluate {next-event,anomaly,probe,retrieval,log-anomaly,log-parsing}``: evaluation tasks on the command line.
 
 Each command writes ``--out`` (JSON) and prints the same record as its last stdout line:
 ``{"task", "dataset", "metrics": {"ejc": {...}, "<baseline>": {...}}, "train_seconds", "machine"}``.
@@ -84,6 +84,9 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     from ejc.eval.log_anomaly import add_log_anomaly_task  # per-line log alerts: ejc/eval/log_anomaly.py
 
     add_log_anomaly_task(tasks)
+    from ejc.eval.log_parsing import add_log_parsing_task  # loghub template benchmark: ejc/eval/log_parsing.py
+
+    add_log_parsing_task(tasks)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -173,7 +173,16 @@ def add_log_anomaly_task(tasks: Any) -> None:
     q.add_argument("-o", "--override", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="event-model config overrides")
     q.add_argument("--no-event-model", action="store_true", help="skip the event model (`ejc logs train --no-event-model`); the line scores do not use it, so every metric is the same, only faster")
     q.add_argument("--dataset", default=None, help="name shown in the result (default: the input file name)")
-    q.set_defaults(func=_run, tracking_uri=None, plot=None)
+    q.set_defaults(func=_run, task_fn=_task, tracking_uri=None, plot=None)
+
+
+def _task(args: Any) -> dict[str, Any]:
+    """The result record of ``ejc evaluate log-anomaly ARGS`` (``evaluate_from_argv`` calls this)."""
+    work = args.work if args.work is not None else args.out.with_name(args.out.stem + ".work")
+    result = run_log_anomaly(args.input, args.truth, work, args.train_fraction, args.config, args.overrides, args.threshold, event_model=not args.no_event_model)
+    if args.dataset:
+        result["dataset"] = args.dataset
+    return result
 
 
 def _run(args: Any) -> int:
@@ -182,10 +191,7 @@ def _run(args: Any) -> int:
 
     from ejc.eval.report import metrics_table, write_result
 
-    work = args.work if args.work is not None else args.out.with_name(args.out.stem + ".work")
-    result = run_log_anomaly(args.input, args.truth, work, args.train_fraction, args.config, args.overrides, args.threshold, event_model=not args.no_event_model)
-    if args.dataset:
-        result["dataset"] = args.dataset
+    result = _task(args)
     write_result(result, args.out)
     print(metrics_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result), flush=True)

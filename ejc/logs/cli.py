@@ -13,10 +13,10 @@ import json
 import os
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
-from ejc.errors import EjcError
 
 
 def add_logs_commands(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +42,9 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
 def parse_file(src: Path, out: Path, model_dir: Path | None = None, fmt: str = "auto") -> dict[str, Any]:
     """``ejc logs parse`` without printing: writes ``out`` atomically, returns the summary
-    (lines, lines per format, templates, unseen lines when matching, seconds). With ``--model``
-    nothing is learned: the templates are the model's, and the model is left unchanged."""
+    (lines, lines per format, templates, bad-input counts, unseen lines when matching, seconds).
+    With ``--model`` nothing is learned: the templates are the model's, and the model is left
+    unchanged."""
     from ejc.logs.mine import read_lines, template_lines
     from ejc.logs.parse import LogParser
     from ejc.logs.templates import TemplateMiner
@@ -61,27 +62,26 @@ def parse_file(src: Path, out: Path, model_dir: Path | None = None, fmt: str = "
         parser = LogParser(fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    rows: list[tuple[int, int | None]] = []
-    n = unseen = 0
+    ids = array("q")  # one template id a line (-1: none), 8 bytes a line; line numbers are 1..n
     try:
         for tr in template_lines(read_lines(src), parser, miner, learn=learn):
-            n += 1
-            unseen += tr.template_id is None
-            rows.append((tr.record.line_no, tr.template_id))
+            ids.append(-1 if tr.template_id is None else tr.template_id)
         # templates generalise while mining: write each line's final template, not the one it
         # had when it was read
         final = miner.templates()
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["line", "template_id", "template"])
-            for line_no, tid in rows:
-                w.writerow([line_no, "" if tid is None else tid, "" if tid is None else final.get(tid, "")])
+            for line_no, tid in enumerate(ids, 1):
+                w.writerow([line_no, "", ""] if tid < 0 else [line_no, tid, final.get(tid, "")])
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
+    n = len(ids)
+    unseen = ids.count(-1)
     summary: dict[str, Any] = {"input": str(src), "out": str(out), "lines": n, "formats": parser.counts,
-                               "templates": len({t for _, t in rows if t is not None})}
+                               "templates": len(set(ids) - {-1}), "issues": {k: v for k, v in parser.issues.items() if v}}
     if model_dir is not None:
         summary["unseen_lines"] = unseen
     summary["seconds"] = round(time.perf_counter() - t0, 3)

@@ -110,10 +110,8 @@ class LineScorer:
         self.alerts = 0
 
     def score_line(self, line: str | bytes, line_no: int | None = None) -> Scored:
-        if isinstance(line, bytes):
-            line = LogParser.decode(line)
         self.lines += 1
-        rec = self.parser.parse(line.rstrip("\r\n"), self.lines if line_no is None else line_no)
+        rec = self.parser.parse(line, self.lines if line_no is None else line_no)  # bytes or text: the parser decodes and counts issues
         return self.score_record(rec)
 
     def score_record(self, rec: LogRecord) -> Scored:
@@ -177,9 +175,7 @@ class LogModel:
         parser = LogParser(fmt)
         records: list[LogRecord] = []
         for i, line in enumerate(lines, 1):
-            if isinstance(line, bytes):
-                line = LogParser.decode(line)
-            records.append(parser.parse(line.rstrip("\r\n"), i))
+            records.append(parser.parse(line, i))
             if progress is not None and i % 10_000 == 0:
                 progress(i)
         if len(records) < 10:
@@ -211,6 +207,7 @@ class LogModel:
         summary = {
             "lines": len(records),
             "formats": parser.counts,
+            "issues": parser.issues,
             "format": used_format,
             "templates": len(miner),
             "sessions": len({session_of(r, pattern) for r in records}),

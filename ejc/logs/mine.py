@@ -50,8 +50,7 @@ def template_lines(
     only matches (``miner.match``; unseen lines get ``template_id`` None). Line numbers are
     1-based positions in ``lines``; every line yields a record, empty ones included."""
     for i, raw in enumerate(lines, first_line_no):
-        text = parser.decode(raw) if isinstance(raw, (bytes, bytearray)) else raw
-        rec = parser.parse(text, i)
+        rec = parser.parse(raw, i)  # bytes go in as they are: the parser counts invalid UTF-8
         if learn:
             tid, tmpl, new = miner.add(rec.message)
             yield TemplatedRecord(rec, tid, tmpl, new)

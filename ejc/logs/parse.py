@@ -27,7 +27,7 @@ firewall        any syslog / generic / bare line whose message has ``SRC=`` and 
 apache_error    ``[Sun Dec 04 04:47:44 2005] [notice] msg`` (2.4: ``[core:error] [pid 1]``)  module or ""
 apache_access   ``1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326 ...``  client
                 (common / combined, nginx too); message ``GET / HTTP/1.0 200``
-nginx_error     ``2026/12/04 10:00:00 [error] 1234#0: *5 open() "/x" failed, client: 1.2.3``  nginx
+nginx_error     ``2026/12/04 10:00:00 [error] 1234#0: *5 open() "/x" failed, client: 1.2``  nginx
                 (``pid``, ``tid``, ``connection`` and the trailing ``client:``, ``server:``,
                 ``request:``, ``upstream:``, ``host:`` pairs -> fields; the message keeps them)
 json            ``{"time": ..., "level": ..., "msg": ...}`` (keys chosen by common names)    host/service
@@ -42,8 +42,9 @@ raw             anything else: ``message`` is the whole line                    
 dropped; the full tag is ``fields["program"]``); for Java logger formats without a host it is
 the logger component. Times are unix seconds (UTC unless the line gives an offset); formats
 without a year (syslog ``Jun 14 15:16:01``) take the ``year`` argument, by default the current
-UTC year (what syslog daemons assume); :class:`LogParser` moves to the next year when such a
-time jumps back by more than half a year (December -> January). Severities are upper-case,
+UTC year (what syslog daemons assume); :class:`LogParser` takes the previous year when the
+first such time would lie in the future, and moves to the next year when such a time jumps back
+by more than half a year (December -> January), counting bad input in ``issues``. Severities are upper-case,
 ``WARN`` -> ``WARNING``, ``ERR`` -> ``ERROR``, ``CRIT`` -> ``CRITICAL``, ``EMERG`` ->
 ``EMERGENCY``; a syslog PRI gives its severity name; an access log's status gives ``ERROR``
 (5xx), ``WARNING`` (4xx) or ``INFO``.
@@ -108,13 +109,14 @@ class LogRecord:
 # ----------------------------------------------------------------------------------------------
 # text hygiene
 
-_CONTROL = {c: None for c in (*range(0, 9), *range(11, 32), 127)}  # all C0 controls but tab; DEL
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")  # C0 controls but tab and newline; DEL
 
 
 def decode_line(b: bytes) -> str:
     """Bytes of one line -> text: invalid UTF-8 replaced (U+FFFD), the line ending dropped, NULs
-    and control characters (all but tab) removed."""
-    return b.decode("utf-8", "replace").translate(_CONTROL)
+    and control characters (all but tab and newline) removed."""
+    text = b.decode("utf-8", "replace").rstrip("\r\n")
+    return text if text.isprintable() else _CONTROL.sub("", text)
 
 
 def _clean(line: str) -> str:
@@ -122,7 +124,7 @@ def _clean(line: str) -> str:
         line = line[:MAX_LINE_CHARS]
     if line.isprintable():
         return line
-    return line.translate(_CONTROL)
+    return _CONTROL.sub("", line)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -727,7 +729,7 @@ def _fits(line: str, fmt: str, year: int | None) -> bool:
     return rec is not None and (rec.format == fmt or (fmt in _FIREWALL_HOSTS and rec.format == "firewall"))
 
 
-def detect_format(lines: Sequence[str], sample: int = 200) -> str:
+def detect_format(lines: Sequence[str | bytes], sample: int = 200) -> str:
     """The format that parses the most of the first ``sample`` non-empty ``lines`` (ties: the more
     specific, earlier in :data:`FORMATS`); ``"raw"`` when none parses any. ``"firewall"`` counts
     only lines with ``SRC=`` / ``DST=``, so a syslog file with a few firewall lines stays
@@ -736,19 +738,14 @@ def detect_format(lines: Sequence[str], sample: int = 200) -> str:
     for ln in lines:
         if len(picked) >= sample:
             break
+        if isinstance(ln, (bytes, bytearray)):
+            ln = decode_line(ln)
         ln = _clean(ln.rstrip("\r\n"))
         if ln.strip():
             picked.append(ln)
     best, best_n = "raw", 0
     for fmt in FORMATS[:-1]:
-        n = 0
-        for ln in picked:
-            try:
-                rec = _PARSERS[fmt](ln, 0, None)
-            except Exception:  # noqa: BLE001
-                rec = None
-            if rec is not None and (rec.format == fmt or (fmt != "firewall" and fmt in _FIREWALL_HOSTS and rec.format == "firewall")):
-                n += 1
+        n = sum(_fits(ln, fmt, None) for ln in picked)
         if n > best_n:
             best, best_n = fmt, n
     return best
@@ -776,6 +773,12 @@ def parse_line(line: str, fmt: str, line_no: int = 0, *, year: int | None = None
     return _parse_raw(line, line_no, year)
 
 
+#: what :attr:`LogParser.issues` counts (lines; a line may count under several)
+ISSUES: tuple[str, ...] = ("empty", "invalid_utf8", "control_chars", "truncated", "time_backwards", "year_rollover")
+_WINDOW_CHARS = 8192  # detection looks at this much of each line (bounded state on 1 MB lines)
+_FUTURE_S = 2 * 86400  # a yearless time further ahead of the clock than this is last year's
+
+
 class LogParser:
     """Line-by-line parser with per-file format detection and per-format counts.
 
@@ -788,7 +791,16 @@ class LogParser:
     when a line fits several). With a fixed ``fmt`` no detection happens.
 
     ``counts``: lines per format actually used (``"raw"`` included, empty lines count as raw).
-    Yearless syslog times move to the next year when they jump back by more than half a year.
+    ``issues``: lines per kind of bad input (:data:`ISSUES`): ``empty``; ``invalid_utf8`` (bytes
+    that are not UTF-8, replaced by U+FFFD; for text input, lines holding U+FFFD);
+    ``control_chars`` (NULs and other control bytes, removed); ``truncated`` (over 1 MiB, cut);
+    ``time_backwards`` (a time earlier than the previous timed line's: kept as written, never
+    reordered); ``year_rollover`` (see below). None of them drops a line.
+
+    Yearless syslog times (``Jun 14 15:16:01``) take ``year``; without one, the current UTC year,
+    or the previous one when the first such time would lie more than two days in the future (a
+    December log read in January). They move to the next year when they jump back by more than
+    half a year (``Dec 31`` -> ``Jan 1``).
     """
 
     def __init__(self, fmt: str = "auto", sample: int = 200, year: int | None = None):
@@ -801,36 +813,66 @@ class LogParser:
         self.fmt = fmt
         self.sample = int(sample)
         self.format: str | None = None if fmt == "auto" else fmt  # the format tried first now
+        self._year_given = year is not None
         self.year = year if year is not None else _year_now()
         self._counts: dict[str, int] = {}
+        self._issues: dict[str, int] = dict.fromkeys(ISSUES, 0)
         self._window: deque[str] = deque(maxlen=self.sample)
         self._misfit: deque[bool] = deque(maxlen=self.sample)
         self._seen = 0
         self._last_yearless: float | None = None
+        self._last_time: float | None = None
         self.detections = 0  # how many times the format was (re-)detected
 
     @staticmethod
     def decode(b: bytes) -> str:
-        """Bytes of one line -> text (see :func:`decode_line`)."""
+        """Bytes of one line -> text (see :func:`decode_line`). :meth:`parse` takes the bytes
+        themselves too, and then counts invalid UTF-8 exactly."""
         return decode_line(b)
 
     @property
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
 
+    @property
+    def issues(self) -> dict[str, int]:
+        return dict(self._issues)
+
     def _detect(self) -> None:
         self.format = detect_format(list(self._window), self.sample)
         self.detections += 1
         self._misfit.clear()
 
-    def parse(self, line: str, line_no: int) -> LogRecord:
-        """One line -> its record (never raises)."""
-        if not isinstance(line, str):
-            line = decode_line(line) if isinstance(line, (bytes, bytearray)) else str(line)
-        line = _clean(line.rstrip("\r\n"))
-        if self.fmt == "auto" and line.strip():
+    def _text(self, line: str | bytes) -> str:
+        """Decode, drop the line ending, cut, remove control characters; count what was wrong."""
+        issues = self._issues
+        if isinstance(line, (bytes, bytearray)):
+            text = bytes(line).decode("utf-8", "replace")
+            if "\ufffd" in text and text.count("\ufffd") > line.count(b"\xef\xbf\xbd"):
+                issues["invalid_utf8"] += 1
+        else:
+            text = line if isinstance(line, str) else str(line)
+            if "\ufffd" in text:
+                issues["invalid_utf8"] += 1
+        text = text.rstrip("\r\n")
+        if len(text) > MAX_LINE_CHARS:
+            issues["truncated"] += 1
+            text = text[:MAX_LINE_CHARS]
+        if not text.isprintable():
+            cleaned = _CONTROL.sub("", text)
+            if len(cleaned) != len(text):
+                issues["control_chars"] += 1
+            text = cleaned
+        return text
+
+    def parse(self, line: str | bytes, line_no: int) -> LogRecord:
+        """One line (text or the raw bytes) -> its record (never raises)."""
+        line = self._text(line)
+        if not line.strip():
+            self._issues["empty"] += 1
+        elif self.fmt == "auto":
             self._seen += 1
-            self._window.append(line)
+            self._window.append(line if len(line) <= _WINDOW_CHARS else line[:_WINDOW_CHARS])
             if self.format is None:
                 self._detect()
         rec = parse_line(line, self.format or "raw", line_no, year=self.year)
@@ -842,16 +884,28 @@ class LogParser:
                 if self.format != rec.format:  # parse again so the chosen format wins ties
                     rec = parse_line(line, self.format, line_no, year=self.year)
         rec = self._year_rollover(rec)
+        if rec.time is not None:
+            if self._last_time is not None and rec.time < self._last_time:
+                self._issues["time_backwards"] += 1
+            self._last_time = rec.time
         self._counts[rec.format] = self._counts.get(rec.format, 0) + 1
         return rec
 
     def _year_rollover(self, rec: LogRecord) -> LogRecord:
-        """Yearless syslog times (``Dec 31`` then ``Jan 1``): a jump back by over half a year means
-        the next year."""
+        """Yearless syslog times: the first one decides the year when none was given (last year
+        when it would lie in the future); later, a jump back by over half a year means the next
+        year (``Dec 31`` then ``Jan 1``)."""
         if rec.time is None or rec.format not in ("rfc3164", "firewall", "generic") or not _yearless(rec.raw):
             return rec
-        if self._last_yearless is not None and rec.time < self._last_yearless - 183 * 86400:
+        if self._last_yearless is None:
+            if not self._year_given and rec.time > _time.time() + _FUTURE_S:
+                self.year -= 1
+                again = parse_line(rec.raw, rec.format, rec.line_no, year=self.year)
+                if again.time is not None:
+                    rec = again
+        elif rec.time < self._last_yearless - 183 * 86400:
             self.year += 1
+            self._issues["year_rollover"] += 1
             again = parse_line(rec.raw, rec.format, rec.line_no, year=self.year)
             if again.time is not None:
                 rec = again
@@ -866,4 +920,4 @@ def _yearless(raw: str) -> bool:
     return _YEARLESS.match(raw) is not None
 
 
-__all__ = ["FORMATS", "LogParser", "LogRecord", "decode_line", "detect_format", "normalise_severity", "parse_iso", "parse_line"]
+__all__ = ["FORMATS", "ISSUES", "LogParser", "LogRecord", "decode_line", "detect_format", "normalise_severity", "parse_iso", "parse_line"]
