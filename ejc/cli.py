@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ejc.cube.cli import add_index_commands
 
     add_index_commands(sub)
+    from ejc.search.cli import add_search_commands
+
+    add_search_commands(sub)
     from ejc.logs.cli import add_logs_commands
 
     add_logs_commands(sub)

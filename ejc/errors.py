@@ -84,6 +84,11 @@ class MissingDependencyError(EjcError, ImportError):
         return (type(self), self._init_args)
 
 
+class SearchError(EjcError):
+    """A snippet-search request cannot be done: nothing to index, no index at the path, an empty
+    query, a line outside every snippet (``ejc search``, :mod:`ejc.search`)."""
+
+
 class RequestError(EjcError):
     """A served request asks for something invalid. ``field`` names it (``sequence.events[3].embedding``),
     ``problem`` says what is wrong; ``status`` is the HTTP status to answer (422, or 404 for unknown ids)."""
@@ -108,6 +113,7 @@ __all__ = [
     "ReaderError",
     "RequestError",
     "SchemaError",
+    "SearchError",
     "UnknownEntityError",
     "UnknownModalityError",
     "VectorIndexError",

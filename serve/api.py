@@ -31,6 +31,8 @@ from serve.schemas import (
     PredictResponse,
     RelationshipsRequest,
     RelationshipsResponse,
+    SearchRequest,
+    SearchResponse,
     SimilarRequest,
     SimilarResponse,
     SimulateRequest,
@@ -138,11 +140,11 @@ def _validation_items(exc: RequestValidationError) -> list[tuple[str, str]]:
 
 def make_api(backend: Any, max_body_bytes: int, keys: list[bytes]) -> FastAPI:
     """The API over ``backend``: an object with ``call(target, method, request)`` (async, target
-    ``"model"`` or ``"cube"``) and ``health()`` (async -> HealthResponse)."""
+    ``"model"``, ``"cube"`` or ``"search"``) and ``health()`` (async -> HealthResponse)."""
     app = FastAPI(
         title="ejc serving API",
         version="1",
-        description="Event-JEPA model (embed, predict, simulate, anomaly) and embedding cube (similar, relationships) over HTTP. "
+        description="Event-JEPA model (embed, predict, simulate, anomaly), embedding cube (similar, relationships) and snippet search over HTTP. "
         "With API keys configured, send one as `X-API-Key: KEY` or `Authorization: Bearer KEY`.",
         responses={422: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
     )
@@ -197,6 +199,11 @@ def make_api(backend: Any, max_body_bytes: int, keys: list[bytes]) -> FastAPI:
     @v1.post("/relationships", response_model=RelationshipsResponse, summary="Relationships of an entity of one type above a confidence")
     async def relationships(req: RelationshipsRequest) -> Any:
         return await backend.call("cube", "relationships", req)
+
+    @v1.post("/search", response_model=SearchResponse, response_model_exclude_none=True,
+             summary="Code and text snippets matching a query (hybrid, dense or lexical), the shape of `ejc search query --json`")
+    async def search(req: SearchRequest) -> Any:
+        return await backend.call("search", "search", req)
 
     @v1.get("/version", response_model=VersionResponse, summary="Model and index versions serving now")
     async def version() -> Any:

@@ -1,5 +1,5 @@
 """The application builder: ``serve run serve/config.yaml``, ``serve deploy serve/config.yaml``,
-``serve run serve.app:build_app model=DIR cube=DIR``, or ``serve.run(build_app({...}))``.
+``serve run serve.app:build_app model=DIR cube=DIR search=INDEX``, or ``serve.run(build_app({...}))``.
 
 Local paths are made absolute here (where the builder runs), so replicas find them whatever
 their working directory. The model and cube sources and the batching settings become the
@@ -28,6 +28,7 @@ class AppArgs(BaseModel):
     model: str | None = Field(None, description="checkpoint/run directory, or models:/NAME/VERSION, models:/NAME/latest, models:/NAME@ALIAS")
     tracking_uri: str | None = Field(None, description="MLflow URI for models:/ (default sqlite:///mlflow.db in the builder's working directory)")
     cube: str | None = Field(None, description="EmbeddingCube directory (EmbeddingCube.save)")
+    search: str | None = Field(None, description="snippet index directory (`ejc search index DIR --out INDEX`), served at POST /v1/search")
     api_keys: list[str] = Field([], description="accepted API keys; with none here and none in api_keys_env, no authentication")
     api_keys_env: str | None = Field("EJC_API_KEYS", description="environment variable with comma-separated keys, read by the ingress replicas")
     max_batch_size: int = Field(16, ge=1, le=256, description="model calls batched per forward pass (1: no batching)")
@@ -41,8 +42,8 @@ class AppArgs(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_serve(self) -> AppArgs:
-        if self.model is None and self.cube is None:
-            raise ValueError("give model (a checkpoint directory or models:/NAME/VERSION) and/or cube (an EmbeddingCube directory)")
+        if self.model is None and self.cube is None and self.search is None:
+            raise ValueError("give model (a checkpoint directory or models:/NAME/VERSION), cube (an EmbeddingCube directory) and/or search (an `ejc search index` directory)")
         return self
 
 
@@ -73,14 +74,21 @@ def cube_user_config(args: AppArgs) -> dict[str, Any]:
     return {"cube": _local(args.cube, "cube")}
 
 
+def search_user_config(args: AppArgs) -> dict[str, Any]:
+    """The Search ``user_config`` for ``args``."""
+    assert args.search is not None
+    return {"index": _local(args.search, "search index")}
+
+
 def build_app(args: AppArgs | dict[str, Any]) -> Application:
-    """The ejc application: Ingress -> EventModel (if ``model``) and Cube (if ``cube``)."""
-    from serve.deployments import Cube, EventModel, Ingress
+    """The ejc application: Ingress -> EventModel (if ``model``), Cube (if ``cube``) and Search (if ``search``)."""
+    from serve.deployments import Cube, EventModel, Ingress, Search
 
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     model = EventModel.options(user_config=model_user_config(a)).bind() if a.model is not None else None
     cube = Cube.options(user_config=cube_user_config(a)).bind() if a.cube is not None else None
-    return Ingress.bind(model, cube, {"api_keys": a.api_keys, "api_keys_env": a.api_keys_env, "max_body_bytes": a.max_body_bytes})
+    search = Search.options(user_config=search_user_config(a)).bind() if a.search is not None else None
+    return Ingress.bind(model, cube, {"api_keys": a.api_keys, "api_keys_env": a.api_keys_env, "max_body_bytes": a.max_body_bytes}, search)
 
 
 CONFIG_PATH = Path(__file__).with_name("config.yaml")
@@ -117,4 +125,4 @@ def deploy(config: Any) -> Any:
     return client
 
 
-__all__ = ["AppArgs", "build_app", "cube_user_config", "deploy", "deploy_config", "model_user_config"]
+__all__ = ["AppArgs", "build_app", "cube_user_config", "deploy", "deploy_config", "model_user_config", "search_user_config"]

@@ -1,6 +1,6 @@
-"""Ray Serve deployments: the event model, the cube, and the HTTP ingress in front of them.
+"""Ray Serve deployments: the event model, the cube, the snippet index, and the HTTP ingress in front of them.
 
-``EventModel`` and ``Cube`` take everything they serve from their ``user_config``, so a new
+``EventModel``, ``Cube`` and ``Search`` take everything they serve from their ``user_config``, so a new
 ``user_config`` (``serve deploy`` of a config whose ``deployments[].user_config`` changed) swaps
 the model or index version in place through ``reconfigure``: the new version is loaded beside
 the old one (in a thread, the replica keeps answering), then one reference is replaced. Requests
@@ -29,9 +29,9 @@ from ray import serve
 
 import numpy as np
 
-from ejc.errors import CubeError, EjcError, RequestError, UnknownEntityError, UnknownModalityError
+from ejc.errors import CubeError, EjcError, RequestError, SearchError, UnknownEntityError, UnknownModalityError
 from serve.api import api_keys, make_api
-from serve.loading import load_cube, load_model
+from serve.loading import load_cube, load_model, load_search
 from serve.schemas import (
     AnomalyRequest,
     AnomalyResponse,
@@ -46,6 +46,9 @@ from serve.schemas import (
     RelationshipOut,
     RelationshipsRequest,
     RelationshipsResponse,
+    SearchInfo,
+    SearchRequest,
+    SearchResponse,
     SimilarRequest,
     SimilarResponse,
     SimulateRequest,
@@ -77,6 +80,14 @@ class CubeConfig(BaseModel):
     cube: str = Field(description="directory written by EmbeddingCube.save")
     mmap: bool = Field(True, description="memory-map the indices read-only (replicas share the page cache)")
     revision: str | int | None = None
+
+
+class SearchConfig(BaseModel):
+    """``user_config`` of :class:`Search`."""
+
+    index: str = Field(description="directory written by `ejc search index DIR --out INDEX` (its CURRENT version is loaded)")
+    mmap: bool = Field(True, description="memory-map the vector and BM25 indices read-only")
+    revision: str | int | None = Field(None, description="change it to load the version a re-run of `ejc search index` published")
 
 
 @dataclass
@@ -354,6 +365,60 @@ def _check_entity(cube: Any, entity_id: str) -> None:
         raise RequestError("entity_id", f"unknown entity {entity_id!r}", status=404)
 
 
+@serve.deployment(name="Search", max_surge_percent=100, max_ongoing_requests=64, max_queued_requests=2048, ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
+class Search:
+    """Snippet search (``ejc search query``) over one published index version at a time."""
+
+    def __init__(self) -> None:
+        self._current: tuple[Any, SearchInfo] | None = None
+        self._config: SearchConfig | None = None
+        self._load_error: str | None = None
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        cfg = SearchConfig.model_validate(user_config)
+        old = self._config
+        self._config = cfg
+        if old is not None and self._current is not None and (old.index, old.mmap, old.revision) == (cfg.index, cfg.mmap, cfg.revision):
+            return
+        try:
+            index, info = await asyncio.to_thread(load_search, cfg.index, cfg.mmap)
+        except Exception as e:
+            if self._current is None:
+                raise
+            self._load_error = f"{cfg.index}: {e}"
+            logger.error("search index swap to %s failed, still serving %s: %s", cfg.index, self._current[1].version, e)
+            return
+        self._current = (index, info)
+        self._load_error = None
+        logger.info("serving search index %s from %s", info.version, info.source)
+
+    def check_health(self) -> None:
+        if self._current is None:
+            raise RuntimeError("no search index loaded")
+
+    def _now(self) -> tuple[Any, SearchInfo]:
+        if self._current is None:
+            raise RequestError("search", "no search index loaded yet", status=503)
+        return self._current
+
+    @_answers_errors
+    async def info(self) -> SearchInfo:
+        _, info = self._now()
+        return info.model_copy(update={"load_error": self._load_error})
+
+    @_answers_errors
+    async def search(self, req: SearchRequest) -> SearchResponse:
+        from ejc.search.query import search_response
+
+        index, _ = self._now()
+        try:
+            hits = await asyncio.to_thread(index.query, req.query, req.k, req.mode)
+        except SearchError as e:  # e.g. a query of only whitespace
+            raise RequestError("query", str(e)) from None
+        texts = [index.text(h) for h in hits] if req.show_code else None
+        return SearchResponse.model_validate(search_response(req.query, hits, texts))
+
+
 class IngressConfig(BaseModel):
     api_keys: list[str] = []
     api_keys_env: str | None = "EJC_API_KEYS"
@@ -365,8 +430,8 @@ class IngressConfig(BaseModel):
 class Ingress:
     """HTTP front: validates, authenticates and routes requests to the model and cube deployments."""
 
-    def __init__(self, model: Any | None, cube: Any | None, config: dict[str, Any]) -> None:
-        self.handles = {"model": model, "cube": cube}
+    def __init__(self, model: Any | None, cube: Any | None, config: dict[str, Any], search: Any | None = None) -> None:
+        self.handles = {"model": model, "cube": cube, "search": search}
         self.config = IngressConfig.model_validate(config)
         self.keys = api_keys(self.config.api_keys, self.config.api_keys_env)
 
@@ -381,7 +446,7 @@ class Ingress:
 
     async def versions(self) -> VersionResponse:
         out = {}
-        for name in ("model", "cube"):
+        for name in ("model", "cube", "search"):
             h = self.handles[name]
             out[name] = None if h is None else _raise_if_error(await h.info.remote())
         return VersionResponse(**out)
@@ -400,4 +465,4 @@ class Ingress:
         return HealthResponse(status="ok" if ok else "unavailable", **state)
 
 
-__all__ = ["Cube", "CubeConfig", "EventModel", "Ingress", "IngressConfig", "ModelConfig"]
+__all__ = ["Cube", "CubeConfig", "EventModel", "Ingress", "IngressConfig", "ModelConfig", "Search", "SearchConfig"]

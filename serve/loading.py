@@ -1,6 +1,6 @@
-"""Load what a replica serves: the event model (checkpoint/run directory or MLflow registry URI)
-and the embedding cube (a directory written by ``EmbeddingCube.save``), each with the identity
-reported by ``GET /v1/version``.
+"""Load what a replica serves: the event model (checkpoint/run directory or MLflow registry URI),
+the embedding cube (a directory written by ``EmbeddingCube.save``) and the snippet index (a
+directory written by ``ejc search index``), each with the identity reported by ``GET /v1/version``.
 
 A directory's version is its training step plus a hash of its weights, so two different
 checkpoints never report the same version; a registry model's version is ``NAME/VERSION``.
@@ -19,7 +19,7 @@ from typing import Any
 from ejc.errors import CheckpointError
 from ejc.infer.event_jepa import EventJEPA
 from ejc.train.checkpoint import resolve_checkpoint
-from serve.schemas import CubeInfo, ModelInfo
+from serve.schemas import CubeInfo, ModelInfo, SearchInfo
 
 
 def load_model(source: str, tracking_uri: str | None = None, device: str = "cpu") -> tuple[EventJEPA, ModelInfo]:
@@ -70,4 +70,17 @@ def load_cube(path: str, mmap: bool = True) -> tuple[Any, CubeInfo]:
     return cube, info
 
 
-__all__ = ["load_cube", "load_model"]
+def load_search(path: str, mmap: bool = True) -> tuple[Any, SearchInfo]:
+    """The snippet index at ``path`` (``ejc search index DIR --out PATH``: the version its
+    ``CURRENT`` names), with its query embedder warmed up (MiniLM loaded now, not on the first request)."""
+    from ejc.search.query import SearchIndex
+
+    index = SearchIndex.load(path, mmap=mmap)
+    index.embedder.embed(["warm up"])
+    m = index.manifest
+    info = SearchInfo(source=str(path), version=index.version, root=index.root, files=int(m["files"]), snippets=len(index),
+                      embedder=str(m["settings"]["embed"].get("model")), loaded_at=time.time())
+    return index, info
+
+
+__all__ = ["load_cube", "load_model", "load_search"]

@@ -135,6 +135,16 @@ class SimilarRequest(_In):
         return self
 
 
+MAX_QUERY_CHARS = 2000  # = ejc.search.query.MAX_QUERY_CHARS
+
+
+class SearchRequest(_In):
+    query: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] = Field(description="what the code does, or identifiers it uses")
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    mode: Literal["hybrid", "dense", "lexical"] = Field("hybrid", description="hybrid: fusion of dense (MiniLM) and BM25 rankings")
+    show_code: bool = Field(False, description="add each result's lines as `code`")
+
+
 class RelationshipsRequest(_In):
     entity_id: Name = Field(description="an entity id, or for parent/child/sibling also a hierarchy node \"level=value\"")
     type: RelationshipType
@@ -218,6 +228,21 @@ class RelationshipsResponse(BaseModel):
     relationships: list[RelationshipOut]
 
 
+class SearchResultOut(BaseModel):
+    path: str = Field(description="relative to the indexed root")
+    start: int = Field(description="first line, 1-based")
+    end: int = Field(description="last line, inclusive")
+    score: float = Field(description="higher is better within one mode (hybrid: a fusion score)")
+    code: str | None = Field(None, description="the lines (show_code only)")
+
+
+class SearchResponse(BaseModel):
+    """The shape of ``ejc search query --json``."""
+
+    query: str
+    results: list[SearchResultOut]
+
+
 class ModelInfo(BaseModel):
     source: str = Field(description="checkpoint directory or models:/ URI it was loaded from")
     version: str = Field(description="registry NAME/VERSION, or step and content hash of a directory")
@@ -238,15 +263,28 @@ class CubeInfo(BaseModel):
     load_error: str | None = None
 
 
+class SearchInfo(BaseModel):
+    source: str = Field(description="the INDEX directory")
+    version: str = Field(description="the published index version loaded (INDEX/CURRENT when loaded)")
+    root: str = Field(description="the directory that was indexed")
+    files: int
+    snippets: int
+    embedder: str
+    loaded_at: float
+    load_error: str | None = None
+
+
 class VersionResponse(BaseModel):
     model: ModelInfo | None
     cube: CubeInfo | None
+    search: SearchInfo | None = None
 
 
 class HealthResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     model: bool | None = Field(description="null: not configured")
     cube: bool | None = Field(description="null: not configured")
+    search: bool | None = Field(None, description="null: not configured")
 
 
 class ErrorItem(BaseModel):
@@ -413,6 +451,10 @@ __all__ = [
     "PredictResponse",
     "RelationshipsRequest",
     "RelationshipsResponse",
+    "SearchInfo",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchResultOut",
     "SequenceIn",
     "SimilarRequest",
     "SimilarResponse",

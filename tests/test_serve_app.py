@@ -4,7 +4,8 @@ curl lines, and a model + index version swap under concurrent load without a fai
 One Ray + Serve for the module. The served model is a tiny one trained on the quickstart's kind
 of synthetic log (behavior/text/image events, types t00..t11) and registered in a SQLite MLflow
 registry; the cube is built by the README's own snippet. Answers are compared with the same
-model and cube called in-process.
+model and cube called in-process. The snippet index behind ``/v1/search`` is this repository's
+``ejc/search`` sources indexed with the model-free HashEmbedder.
 """
 
 import json
@@ -103,7 +104,10 @@ def assets(tmp_path_factory, one_torch_thread):
     cube2 = EmbeddingCube.load(d / "runs" / "cube")
     cube2.remove_entity("i00399")
     cube2.save(d / "cube2")
-    return {"dir": d, "run": run, "model_dir": model_dir, "uri": uri, "cube": cube, "cube_dir": d / "runs" / "cube", "cube2_dir": d / "cube2", "cube2_version": EmbeddingCube.load(d / "cube2").version}
+    from ejc.search import HashEmbedder, build_index
+
+    build_index(ROOT / "ejc" / "search", d / "search.index", embedder=HashEmbedder(), progress=False)
+    return {"search_dir": d / "search.index", "dir": d, "run": run, "model_dir": model_dir, "uri": uri, "cube": cube, "cube_dir": d / "runs" / "cube", "cube2_dir": d / "cube2", "cube2_version": EmbeddingCube.load(d / "cube2").version}
 
 
 def replica_actors() -> set[str]:
@@ -123,7 +127,7 @@ def server(assets):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         port = _free_port()
-        args = {"model": "models:/ejc-serve/1", "tracking_uri": assets["uri"], "cube": str(assets["cube_dir"]), "api_keys": [KEY], "max_body_bytes": MAX_BODY}
+        args = {"model": "models:/ejc-serve/1", "tracking_uri": assets["uri"], "cube": str(assets["cube_dir"]), "search": str(assets["search_dir"]), "api_keys": [KEY], "max_body_bytes": MAX_BODY}
         client = deploy(deploy_config(args, host="127.0.0.1", port=port))  # what `serve run serve/config.yaml` does
         model, info = load_model("models:/ejc-serve/1", assets["uri"])
         yield {"base": f"http://127.0.0.1:{port}", "port": port, "args": args, "client": client, "model": model, "info": info, **assets}
@@ -166,12 +170,17 @@ def local_sequence(server, seq):
 
 def test_health_version_docs(server, assets):
     r = requests.get(server["base"] + "/healthz", timeout=30)
-    assert r.status_code == 200 and r.json() == {"status": "ok", "model": True, "cube": True}
+    assert r.status_code == 200 and r.json() == {"status": "ok", "model": True, "cube": True, "search": True}
     v = requests.get(server["base"] + "/v1/version", headers=H, timeout=30).json()
     assert v["model"]["version"] == "ejc-serve/1" and v["model"]["source"] == "models:/ejc-serve/1" and v["model"]["step"] == 10  # the `ejc train` model: 10 pretraining steps
     assert v["model"]["calibrated"] is True and v["model"]["modalities"] == {"behavior": 16, "text": 24, "image": 32}
     assert v["cube"]["version"] == assets["cube"].version and v["cube"]["entities"] == 400 and v["cube"]["modalities"] == ["image", "text"]
+    from ejc.search import SearchIndex
+
+    local = SearchIndex.load(assets["search_dir"])
+    assert v["search"]["version"] == local.version and v["search"]["snippets"] == len(local) and v["search"]["embedder"] == "ejc-hash-v1"
     spec = requests.get(server["base"] + "/openapi.json", timeout=30).json()
+    assert "/v1/search" in spec["paths"]
     assert {"/v1/embed", "/v1/predict", "/v1/simulate", "/v1/anomaly", "/v1/similar", "/v1/relationships", "/v1/version", "/healthz"} <= set(spec["paths"])
     assert "PredictRequest" in spec["components"]["schemas"] and "APIKeyHeader" in spec["components"]["securitySchemes"]
     assert requests.get(server["base"] + "/docs", timeout=30).status_code == 200
@@ -279,6 +288,34 @@ def test_similar_and_relationships_match_the_cube(server):
     node = parents[0]["target"]
     children = post(server, "/v1/relationships", {"entity_id": node, "type": "child", "confidence_threshold": 0.0, "limit": 1000}).json()["relationships"]
     assert "i00000" in {x["target"] for x in children}
+
+
+def test_search_answers_like_the_cli(server, assets):
+    from ejc.search import SearchIndex, search_response
+
+    local = SearchIndex.load(assets["search_dir"])
+    for body in ({"query": "publish the index atomically", "k": 3}, {"query": "split camelCase identifiers", "k": 5, "mode": "lexical"}):
+        r = post(server, "/v1/search", body)
+        assert r.status_code == 200, r.text
+        want = search_response(body["query"], local.query(body["query"], k=body["k"], mode=body.get("mode", "hybrid")))
+        got = r.json()
+        assert list(got) == ["query", "results"] and got["query"] == body["query"] and len(got["results"]) == body["k"]
+        assert [list(x) for x in got["results"]] == [["path", "start", "end", "score"]] * body["k"]  # no "code" unless asked
+        assert [(x["path"], x["start"], x["end"]) for x in got["results"]] == [(x["path"], x["start"], x["end"]) for x in want["results"]]
+        assert [x["score"] for x in got["results"]] == pytest.approx([x["score"] for x in want["results"]], abs=1e-5)
+    coded = post(server, "/v1/search", {"query": "reciprocal rank fusion", "k": 2, "show_code": True}).json()["results"]
+    hits = local.query("reciprocal rank fusion", k=2)
+    assert [x["code"] for x in coded] == [local.text(h) for h in hits]
+    for body, field, problem in [
+        ({"query": "   "}, "query", "the query is empty"),
+        ({"query": ""}, "query", "at least 1"),
+        ({"query": "x", "k": 0}, "k", "greater than or equal"),
+        ({"query": "x", "mode": "fuzzy"}, "mode", "'hybrid'"),
+        ({"query": "x", "typo": 1}, "typo", "Extra inputs"),
+    ]:
+        r = post(server, "/v1/search", body)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field and problem in r.json()["errors"][0]["problem"], (body, r.text)
+    assert post(server, "/v1/search", {"query": "x"}, headers={}).status_code == 401
 
 
 def _field(r):

@@ -1,4 +1,4 @@
-"""``ejc evaluate {next-event,anomaly,probe,retrieval,log-anomaly,log-parsing}``: evaluation tasks on the command line.
+"""``ejc evaluate {next-event,anomaly,probe,retrieval,search,log-anomaly,log-parsing}``: evaluation tasks on the command line.
 
 Each command writes ``--out`` (JSON) and prints the same record as its last stdout line:
 ``{"task", "dataset", "metrics": {"ejc": {...}, "<baseline>": {...}}, "train_seconds", "machine"}``.
@@ -81,6 +81,9 @@ def add_evaluate_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--k", type=int, default=10, help="cut-off of recall@k (reported as recall_at_<k>)")
     q.set_defaults(func=_run_and_write, task_fn=task_retrieval)
 
+    from ejc.eval.search import add_search_task  # snippet search: logic in ejc/eval/search.py
+
+    add_search_task(tasks)
     from ejc.eval.log_anomaly import add_log_anomaly_task  # per-line log alerts: ejc/eval/log_anomaly.py
 
     add_log_anomaly_task(tasks)
