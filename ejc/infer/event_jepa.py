@@ -34,6 +34,7 @@ from ejc.train.checkpoint import load_checkpoint
 from ejc.train.data import DataSpec, load_sequences
 
 CALIBRATION_FILE = "calibration.json"
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -68,6 +69,10 @@ class EventJEPA:
         config: preset name, YAML path or :class:`Config`.
         modality: modality name of ``embedding_dim``.
         overrides: ``key=value`` config overrides, e.g. ``["model.d_model=64"]``.
+        device: torch device of the network ("cpu", "cuda", "cuda:1").
+        precision: "fp32" or "bf16": the encoder runs under bfloat16 autocast (outputs stay
+            float32); on a GPU several times the events/s of fp32 at a pooled-vector cosine of
+            about 0.999 to fp32 (``benchmarks/inference_throughput.py``; RESULTS, "Inference throughput").
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class EventJEPA:
         modality: str = "default",
         overrides: list[str] | None = None,
         device: str = "cpu",
+        precision: str = "fp32",
         _spec: DataSpec | None = None,
         _state: dict[str, torch.Tensor] | None = None,
         _calibration: Calibration | None = None,
@@ -94,6 +100,9 @@ class EventJEPA:
             _spec = DataSpec({modality: int(embedding_dim)}, TypeVocab([]))
         self.spec = _spec
         self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise EjcError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.predictor = _predictor
         self.detector = _detector
         if _predictor is not None:  # one model: the facade's network is the predictor's first type member
@@ -108,7 +117,7 @@ class EventJEPA:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike[str], device: str = "cpu") -> EventJEPA:
+    def from_pretrained(cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> EventJEPA:
         """Load a model trained by ``ejc train`` / :meth:`fit` or ``ejc pretrain`` (run or step directory).
 
         A model from ``ejc train`` holds ``predictor/``: ``predict_next`` then answers with the
@@ -123,7 +132,7 @@ class EventJEPA:
         if pred is not None and pred.spec.to_dict() != spec.to_dict():
             raise CheckpointError(f"{path}: the checkpoint and predictor/ were trained on different vocabularies; the model directory is corrupted")
         det = SequenceDetector.load(path) if pred is not None else None
-        return cls(config=cfg, device=device, _spec=spec, _state=state, _calibration=cal, _predictor=pred, _detector=det)
+        return cls(config=cfg, device=device, precision=precision, _spec=spec, _state=state, _calibration=cal, _predictor=pred, _detector=det)
 
     @classmethod
     def untrained_like(cls, other: EventJEPA, seed: int = 0) -> EventJEPA:
@@ -149,11 +158,16 @@ class EventJEPA:
     def _tensors(self, seqs: list[EventSequence]) -> BatchTensors:
         return to_tensors(self.spec.collate(seqs, pad_to_multiple=self._pad), self.device)
 
+    def _amp(self) -> Any:
+        """The autocast context of ``precision`` (a no-op for fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def _context_states(self, bt: BatchTensors) -> torch.Tensor:
         """``[b, L, d]`` causal states the heads read: with the drift feature for a model from ``ejc train``."""
-        if self.predictor is not None:
-            return self.predictor.first.states(bt)
-        return self.model.context(bt, causal=True).events
+        with self._amp():
+            if self.predictor is not None:
+                return self.predictor.first.states(bt).float()
+            return self.model.context(bt, causal=True).events.float()
 
     @staticmethod
     def _as_sequence(seq: EventSequence | None, embeddings: Any, timestamps: Any) -> EventSequence:
@@ -164,23 +178,25 @@ class EventJEPA:
         return EventSequence(embeddings=np.asarray(embeddings, np.float32), timestamps=None if timestamps is None else np.asarray(timestamps, np.float64))
 
     # -- representations --------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def process(self, seq: EventSequence | None = None, *, embeddings: Any = None, timestamps: Any = None) -> ProcessOutput:
         """Per-event, per-level and pooled representations (EMA target encoder, whole sequence)."""
         s = self._as_sequence(seq, embeddings, timestamps)
         check_sequence(s, self.spec, "process input")
-        out = self.model.encode(self._tensors([s]))
+        with self._amp():
+            out = self.model.encode(self._tensors([s]))
         n = len(s)
         levels = [lv[0, : -(-n // 2**i)].float().cpu().numpy() for i, lv in enumerate(out.levels)]
         return ProcessOutput(out.events[0, :n].float().cpu().numpy(), levels, out.pooled[0].float().cpu().numpy())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_sequences(self, seqs: list[EventSequence], batch_size: int = 32) -> np.ndarray:
         """``[len(seqs), d]`` pooled representations, batched."""
         check_sequences(seqs, self.spec, "embed_sequences input", allow_empty=True)
         out = []
         for i in range(0, len(seqs), batch_size):
-            out.append(self.model.encode(self._tensors(seqs[i : i + batch_size])).pooled.float().cpu().numpy())
+            with self._amp():
+                out.append(self.model.encode(self._tensors(seqs[i : i + batch_size])).pooled.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.config.model.d_model), np.float32)
 
     # -- prediction -------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class InputEmbedding(nn.Module):
         content = torch.zeros(b * L, self.d, device=bt.valid.device)
         for m, vec in bt.vectors.items():
             if m in self.proj_keys:
-                content = content.index_add(0, bt.vector_index[m], self.proj[_key(m)](vec))
+                content = content.index_add(0, bt.vector_index[m], self.proj[_key(m)](vec).to(content.dtype))
         content = content.view(b, L, self.d)
         if self.type_emb is not None:
             content = content + self.type_emb(bt.type_ids)
