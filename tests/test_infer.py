@@ -135,3 +135,20 @@ def test_simulate_target_horizon_and_dead_end(fitted):
     assert dead.stopped == ["dead_end", "dead_end"] and dead.paths == [[], []]
     with pytest.raises(EjcError, match="never saw"):
         model.simulate(seq, constraints={"allowed_types": {"nope"}})
+
+
+def test_bf16_precision_is_close_to_fp32_and_bad_precision_is_refused():
+    import torch
+
+    rng = np.random.default_rng(0)
+    seq = EventSequence(embeddings=rng.standard_normal((700, 8)).astype(np.float32), timestamps=np.cumsum(rng.exponential(5.0, 700)))
+    torch.manual_seed(0)
+    fp32 = EventJEPA(embedding_dim=8, config="small")
+    bf16 = EventJEPA(embedding_dim=8, config="small", precision="bf16")
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    a, b = fp32.process(seq), bf16.process(seq)
+    assert b.events.dtype == np.float32 and np.isfinite(b.events).all()
+    cos = float(a.pooled @ b.pooled / np.linalg.norm(a.pooled) / np.linalg.norm(b.pooled))
+    assert 0.99 < cos and not np.array_equal(a.events, b.events)  # bf16 really ran, and stayed close
+    with pytest.raises(EjcError, match="precision='fp16'"):
+        EventJEPA(embedding_dim=8, config="small", precision="fp16")

@@ -167,3 +167,58 @@ def test_effective_rank():
     assert effective_rank(torch.randn(500, 16, generator=g)) > 14
     collapsed = torch.randn(500, 1, generator=g) * torch.ones(1, 16)
     assert effective_rank(collapsed) < 1.5
+
+
+def _reference_attention(att, x, valid, causal):
+    """The documented rule, pair by pair: same window (after the shift), key valid, not after the
+    query when causal, and always itself."""
+    b, L, d = x.shape
+    w, front = att.layout(L)
+    h, dh = att.h, d // att.h
+    q, k, v = att.qkv(x).view(b, L, 3, h, dh).unbind(2)
+    win = (torch.arange(L) + front) // w
+    pos = torch.arange(L)
+    allowed = (win[:, None] == win[None, :])[None] & valid[:, None, :]
+    if causal:
+        allowed = allowed & (pos[None, :] <= pos[:, None])[None]
+    allowed = allowed | torch.eye(L, dtype=torch.bool)[None]
+    s = torch.einsum("bqhd,bkhd->bhqk", q, k) / dh**0.5
+    s = s.masked_fill(~allowed[:, None], float("-inf"))
+    out = torch.einsum("bhqk,bkhd->bqhd", torch.softmax(s, -1), v).reshape(b, L, d)
+    return att.proj(out)
+
+
+@pytest.mark.parametrize("window,shift,causal", itertools.product([4, 8, None], [False, True], [False, True]))
+def test_windowed_attention_follows_the_pair_rule(window, shift, causal):
+    from ejc.model.attention import Attention
+
+    torch.manual_seed(0)
+    att = Attention(16, 2, window, shift)
+    for L in (3, 8, 13, 32):
+        x = torch.randn(2, L, 16)
+        valid = torch.rand(2, L) > 0.25
+        with torch.no_grad():
+            got, want = att(x, valid, causal), _reference_attention(att, x, valid, causal)
+        assert torch.allclose(got, want, atol=1e-5), (L, (got - want).abs().max())
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_chunked_inference_equals_the_whole_sequence(monkeypatch, causal):
+    import ejc.model.attention as A
+
+    torch.manual_seed(0)
+    cfg = load_config("small")
+    model = EventJEPAModel(cfg, {"default": 8}, 12).eval()
+    x = torch.randn(3, 1000, cfg.model.d_model)
+    valid = torch.rand(3, 1000) > 0.1
+    blocks = [blk for level in model.context.encoder.levels for blk in level] + [model.context.encoder.mix]
+    with torch.no_grad():
+        monkeypatch.setattr(A, "INFERENCE_CHUNK", 10**9)
+        whole = [blk(x, valid, causal) for blk in blocks]
+        monkeypatch.setattr(A, "INFERENCE_CHUNK", 96)  # several chunks per block, shifted and not
+        parts = [blk(x, valid, causal) for blk in blocks]
+    for a, b in zip(whole, parts):
+        assert torch.allclose(a, b, atol=1e-5)
+    with torch.enable_grad():  # training never chunks
+        y = blocks[1](x.requires_grad_(), valid, causal)
+        assert y.requires_grad
