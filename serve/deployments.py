@@ -35,7 +35,6 @@ from serve.loading import load_cube, load_model, load_search
 from serve.schemas import (
     AnomalyRequest,
     AnomalyResponse,
-    CubeInfo,
     EmbedRequest,
     EmbedResponse,
     HealthResponse,
@@ -46,7 +45,6 @@ from serve.schemas import (
     RelationshipOut,
     RelationshipsRequest,
     RelationshipsResponse,
-    SearchInfo,
     SearchRequest,
     SearchResponse,
     SimilarRequest,
@@ -112,45 +110,85 @@ def _answers_errors(method: Any) -> Any:
     return wrapper
 
 
-@serve.deployment(name="EventModel", max_surge_percent=100, max_ongoing_requests=256, max_queued_requests=2048, ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
-class EventModel:
-    """Embed, predict, simulate and score anomalies with one EventJEPA version at a time."""
+class _HotSwap:
+    """One loaded version at a time. ``reconfigure`` loads the configured source in a thread and
+    swaps it in; when the source is unchanged nothing reloads; a failed swap keeps serving the
+    previous version and reports the error as ``info().load_error`` (a replica with nothing
+    loaded yet does not start: the error is in its log)."""
+
+    config_model: Any  # the pydantic ``user_config`` class
+    what = ""  # the noun in logs and errors: "model", "cube", "search index"
+    field = ""  # the error field of a request that arrives before anything is loaded
 
     def __init__(self) -> None:
-        self._current: tuple[Any, ModelInfo] | None = None
-        self._config: ModelConfig | None = None
+        self._current: tuple[Any, Any] | None = None
+        self._config: Any = None
         self._load_error: str | None = None
+
+    def _source(self, cfg: Any) -> tuple[Any, ...]:
+        """What, when it changes, makes a reload; its first item names the source in messages."""
+        raise NotImplementedError
+
+    def _load(self, cfg: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        await self._swap(self.config_model.model_validate(user_config))
+
+    async def _swap(self, cfg: Any) -> None:
+        old, self._config = self._config, cfg
+        if old is not None and self._current is not None and self._source(old) == self._source(cfg):
+            return
+        src = self._source(cfg)[0]
+        try:
+            obj, info = await asyncio.to_thread(self._load, cfg)
+        except Exception as e:
+            if self._current is None:
+                raise
+            self._load_error = f"{src}: {e}"
+            logger.error("%s swap to %s failed, still serving %s: %s", self.what, src, self._current[1].version, e)
+            return
+        self._current = (obj, info)
+        self._load_error = None
+        logger.info("serving %s %s from %s", self.what, info.version, info.source)
+
+    def check_health(self) -> None:
+        if self._current is None:
+            raise RuntimeError(f"no {self.what} loaded")
+
+    def _now(self) -> tuple[Any, Any]:
+        if self._current is None:
+            raise RequestError(self.field, f"no {self.what} loaded yet", status=503)
+        return self._current
+
+    @_answers_errors
+    async def info(self) -> Any:
+        _, info = self._now()
+        return info.model_copy(update={"load_error": self._load_error})
+
+
+@serve.deployment(name="EventModel", max_surge_percent=100, max_ongoing_requests=256, max_queued_requests=2048, ray_actor_options={"num_cpus": 1}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
+class EventModel(_HotSwap):
+    """Embed, predict, simulate and score anomalies with one EventJEPA version at a time."""
+
+    config_model, what, field = ModelConfig, "model", "model"
+
+    def __init__(self) -> None:
+        super().__init__()
         self._simulating = asyncio.Semaphore(1)  # simulations are long: one at a time per replica
+
+    def _source(self, cfg: ModelConfig) -> tuple[Any, ...]:
+        return (cfg.model, cfg.tracking_uri, cfg.revision)  # not the batching: that changes in place
+
+    def _load(self, cfg: ModelConfig) -> tuple[Any, Any]:
+        return load_model(cfg.model, cfg.tracking_uri)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = ModelConfig.model_validate(user_config)
         for handler in (self._embed_batch, self._predict_batch, self._anomaly_batch):
             handler.set_max_batch_size(cfg.max_batch_size)
             handler.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
-        old = self._config
-        self._config = cfg
-        if old is not None and self._current is not None and (old.model, old.tracking_uri, old.revision) == (cfg.model, cfg.tracking_uri, cfg.revision):
-            return  # only the batching changed
-        try:
-            model, info = await asyncio.to_thread(load_model, cfg.model, cfg.tracking_uri)
-        except Exception as e:
-            if self._current is None:
-                raise  # nothing to fall back to: the replica does not start, the error is in its log
-            self._load_error = f"{cfg.model}: {e}"
-            logger.error("model swap to %s failed, still serving %s: %s", cfg.model, self._current[1].version, e)
-            return
-        self._current = (model, info)
-        self._load_error = None
-        logger.info("serving model %s from %s", info.version, info.source)
-
-    def check_health(self) -> None:
-        if self._current is None:
-            raise RuntimeError("no model loaded")
-
-    def _now(self) -> tuple[Any, ModelInfo]:
-        if self._current is None:
-            raise RequestError("model", "no model loaded yet", status=503)
-        return self._current
+        await self._swap(cfg)
 
     def _sequence(self, model: Any, req: Any) -> Any:
         return to_sequence(req.sequence, model.spec.modality_dims, model.spec.modalities)
@@ -159,11 +197,6 @@ class EventModel:
     def _need_heads(model: Any) -> None:
         if model.model.heads is None:
             raise RequestError("model", "this model was trained without next-event heads (objective.future=false); serve a model trained with them", status=501)
-
-    @_answers_errors
-    async def info(self) -> ModelInfo:
-        model, info = self._now()
-        return info.model_copy(update={"load_error": self._load_error})
 
     # -- embed -----------------------------------------------------------------------------
     @_answers_errors
@@ -276,45 +309,16 @@ def _anomaly_group(jobs: list[_Job]) -> list[AnomalyResponse]:
 
 
 @serve.deployment(name="Cube", max_surge_percent=100, max_ongoing_requests=64, max_queued_requests=2048, ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
-class Cube:
+class Cube(_HotSwap):
     """Nearest neighbours and relationships from one EmbeddingCube version at a time."""
 
-    def __init__(self) -> None:
-        self._current: tuple[Any, CubeInfo] | None = None
-        self._config: CubeConfig | None = None
-        self._load_error: str | None = None
+    config_model, what, field = CubeConfig, "cube", "cube"
 
-    async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        cfg = CubeConfig.model_validate(user_config)
-        old = self._config
-        self._config = cfg
-        if old is not None and self._current is not None and (old.cube, old.mmap, old.revision) == (cfg.cube, cfg.mmap, cfg.revision):
-            return
-        try:
-            cube, info = await asyncio.to_thread(load_cube, cfg.cube, cfg.mmap)
-        except Exception as e:
-            if self._current is None:
-                raise
-            self._load_error = f"{cfg.cube}: {e}"
-            logger.error("cube swap to %s failed, still serving %s: %s", cfg.cube, self._current[1].version, e)
-            return
-        self._current = (cube, info)
-        self._load_error = None
-        logger.info("serving cube %s from %s", info.version, info.source)
+    def _source(self, cfg: CubeConfig) -> tuple[Any, ...]:
+        return (cfg.cube, cfg.mmap, cfg.revision)
 
-    def check_health(self) -> None:
-        if self._current is None:
-            raise RuntimeError("no cube loaded")
-
-    def _now(self) -> tuple[Any, CubeInfo]:
-        if self._current is None:
-            raise RequestError("cube", "no cube loaded yet", status=503)
-        return self._current
-
-    @_answers_errors
-    async def info(self) -> CubeInfo:
-        _, info = self._now()
-        return info.model_copy(update={"load_error": self._load_error})
+    def _load(self, cfg: CubeConfig) -> tuple[Any, Any]:
+        return load_cube(cfg.cube, cfg.mmap)
 
     @_answers_errors
     async def similar(self, req: SimilarRequest) -> SimilarResponse:
@@ -366,45 +370,16 @@ def _check_entity(cube: Any, entity_id: str) -> None:
 
 
 @serve.deployment(name="Search", max_surge_percent=100, max_ongoing_requests=64, max_queued_requests=2048, ray_actor_options={"num_cpus": 0}, health_check_period_s=10, health_check_timeout_s=60, graceful_shutdown_timeout_s=30)
-class Search:
+class Search(_HotSwap):
     """Snippet search (``ejc search query``) over one published index version at a time."""
 
-    def __init__(self) -> None:
-        self._current: tuple[Any, SearchInfo] | None = None
-        self._config: SearchConfig | None = None
-        self._load_error: str | None = None
+    config_model, what, field = SearchConfig, "search index", "search"
 
-    async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        cfg = SearchConfig.model_validate(user_config)
-        old = self._config
-        self._config = cfg
-        if old is not None and self._current is not None and (old.index, old.mmap, old.revision) == (cfg.index, cfg.mmap, cfg.revision):
-            return
-        try:
-            index, info = await asyncio.to_thread(load_search, cfg.index, cfg.mmap)
-        except Exception as e:
-            if self._current is None:
-                raise
-            self._load_error = f"{cfg.index}: {e}"
-            logger.error("search index swap to %s failed, still serving %s: %s", cfg.index, self._current[1].version, e)
-            return
-        self._current = (index, info)
-        self._load_error = None
-        logger.info("serving search index %s from %s", info.version, info.source)
+    def _source(self, cfg: SearchConfig) -> tuple[Any, ...]:
+        return (cfg.index, cfg.mmap, cfg.revision)
 
-    def check_health(self) -> None:
-        if self._current is None:
-            raise RuntimeError("no search index loaded")
-
-    def _now(self) -> tuple[Any, SearchInfo]:
-        if self._current is None:
-            raise RequestError("search", "no search index loaded yet", status=503)
-        return self._current
-
-    @_answers_errors
-    async def info(self) -> SearchInfo:
-        _, info = self._now()
-        return info.model_copy(update={"load_error": self._load_error})
+    def _load(self, cfg: SearchConfig) -> tuple[Any, Any]:
+        return load_search(cfg.index, cfg.mmap)
 
     @_answers_errors
     async def search(self, req: SearchRequest) -> SearchResponse:

@@ -42,7 +42,8 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,24 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(lock_file: Path, busy: Exception) -> Iterator[None]:
+    """Hold a non-blocking exclusive ``flock`` on ``lock_file`` (parents created) while the block
+    runs; raise ``busy`` at once when another process holds it (index builders of one directory)."""
+    import fcntl
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise busy from e
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -26,7 +26,6 @@ default; ``jobs/build_index.py`` passes one that runs them as Ray tasks):
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import heapq
 import json
@@ -36,17 +35,16 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ejc.cube.embeddings_io import ID_COL, list_embedding_files, read_embeddings_file, write_embeddings
-from ejc.cube.index import VectorIndex, sha256_file
+from ejc.cube.index import VectorIndex, exclusive_lock, sha256_file
 from ejc.errors import SchemaError, VectorIndexError
 
 FORMAT_VERSION = 1
@@ -134,18 +132,8 @@ def build_shard(parts: list[str], out: str, dim: int, metric: str, kind: str, op
 # build + publish
 
 
-@contextmanager
-def _build_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".build.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise VectorIndexError(f"{root}: another index build is running here; wait for it to finish") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _build_lock(root: Path) -> Any:
+    return exclusive_lock(root / ".build.lock", VectorIndexError(f"{root}: another index build is running here; wait for it to finish"))
 
 
 def build_sharded_index(

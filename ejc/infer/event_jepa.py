@@ -71,8 +71,9 @@ class EventJEPA:
         overrides: ``key=value`` config overrides, e.g. ``["model.d_model=64"]``.
         device: torch device of the network ("cpu", "cuda", "cuda:1").
         precision: "fp32" or "bf16": the encoder runs under bfloat16 autocast (outputs stay
-            float32); on a GPU several times the events/s of fp32 at a pooled-vector cosine of
-            about 0.999 to fp32 (``benchmarks/inference_throughput.py``; RESULTS, "Inference throughput").
+            float32, relative difference ~4e-3). Measured 2026-12-04: 1.2-1.5x the events/s of
+            fp32 on an AVX-512-bf16 CPU, slower than fp32 on an H200 at these model widths
+            (``benchmarks/inference_throughput.py``; RESULTS, "Inference throughput").
     """
 
     def __init__(

@@ -32,7 +32,6 @@ Shapes: ``n`` snippets, ``d`` = 384.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -236,20 +235,10 @@ def read_table(path: Path) -> Any:
 # building
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    import fcntl
+def _locked(out: Path) -> Any:
+    from ejc.cube.index import exclusive_lock
 
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise SearchError(f"{out}: another `ejc search index` is writing this index; wait for it to finish") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return exclusive_lock(out / ".lock", SearchError(f"{out}: another `ejc search index` is writing this index; wait for it to finish"))
 
 
 def _old_state(out: Path, settings: IndexSettings, embed_key: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, str], dict[str, list[dict[str, Any]]], dict[str, np.ndarray]]:
