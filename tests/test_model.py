@@ -219,6 +219,12 @@ def test_chunked_inference_equals_the_whole_sequence(monkeypatch, causal):
         parts = [blk(x, valid, causal) for blk in blocks]
     for a, b in zip(whole, parts):
         assert torch.allclose(a, b, atol=1e-5)
-    with torch.enable_grad():  # training never chunks
+    calls = []
+    real = A.Block._forward
+    monkeypatch.setattr(A.Block, "_forward", lambda self, *a: calls.append(1) or real(self, *a))
+    with torch.no_grad():
+        blocks[1](x, valid, causal)
+    chunked_calls, calls[:] = len(calls), []
+    with torch.enable_grad():  # training never chunks: one whole-sequence call
         y = blocks[1](x.requires_grad_(), valid, causal)
-        assert y.requires_grad
+    assert y.requires_grad and len(calls) == 1 and chunked_calls > 1
